@@ -1,0 +1,3 @@
+//! ovs-appliance: a containerized Open vSwitch host appliance.
+//!
+//! Data flows one way: config -> preflight -> supervisor -> (reconcile) -> (metrics).
