@@ -1,3 +1,7 @@
 //! ovs-appliance: a containerized Open vSwitch host appliance.
 //!
 //! Data flows one way: config -> preflight -> supervisor -> (reconcile) -> (metrics).
+//! `main.rs` is only the command line; everything it runs lives here.
+
+pub mod config;
+pub mod preflight;

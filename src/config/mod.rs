@@ -1,0 +1,209 @@
+//! The desired state: the TOML file turned into a typed model, its defaults, and `validate()`.
+//!
+//! Owns parsing and checking only; it touches no process, socket or kernel object.
+
+mod duration;
+mod validate;
+
+pub use duration::HumanDuration;
+pub use validate::FieldError;
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Where the config is read from when neither `--config` nor `OVS_APPLIANCE_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/ovs-appliance/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to parse config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is invalid:\n{}", render(.errors))]
+    Invalid {
+        path: PathBuf,
+        errors: Vec<FieldError>,
+    },
+}
+
+fn render(errors: &[FieldError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    lines.join("\n")
+}
+
+/// The whole config file. Every table is optional: an empty file is the embedded default
+/// (OVS up, no bridges).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How Open vSwitch itself is run.
+    pub ovs: OvsConfig,
+    /// How the daemons are watched and restarted.
+    pub supervisor: SupervisorConfig,
+}
+
+/// Which datapath OVS bridges use.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatapathMode {
+    /// The kernel datapath when the openvswitch module is there, else netdev, said loudly.
+    #[default]
+    Auto,
+    /// The kernel datapath; starting fails when the module cannot be had.
+    System,
+    /// The userspace datapath; the kernel module is never touched.
+    Netdev,
+}
+
+/// Whether ovs-vswitchd locks its memory (`--mlockall`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mlockall {
+    /// Only when CAP_IPC_LOCK is held or the memlock limit is unlimited.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl<'de> Deserialize<'de> for Mlockall {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(de)? {
+            Raw::Bool(true) => Ok(Self::Always),
+            Raw::Bool(false) => Ok(Self::Never),
+            Raw::Text(t) => match t.as_str() {
+                "auto" => Ok(Self::Auto),
+                "true" => Ok(Self::Always),
+                "false" => Ok(Self::Never),
+                other => Err(serde::de::Error::custom(format!(
+                    "invalid value `{other}` for mlockall, expected auto, true or false"
+                ))),
+            },
+        }
+    }
+}
+
+/// The `[ovs]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OvsConfig {
+    /// auto | system | netdev.
+    pub datapath: DatapathMode,
+    /// auto | true | false.
+    pub mlockall: Mlockall,
+    /// db.sock, pidfiles and control sockets, under OVS's own names.
+    pub run_dir: PathBuf,
+    /// conf.db, system-id.conf and the backups made before a schema conversion.
+    pub db_dir: PathBuf,
+    /// Extra OVSDB remotes for ovsdb-server (`ptcp:6640:127.0.0.1`, `punix:/x.sock`, ...).
+    /// None listens on TCP unless named here.
+    pub remotes: Vec<String>,
+    /// Scheduling priority of ovs-vswitchd (and ovsdb-server), as ovs-ctl's -10.
+    pub vswitchd_nice: i32,
+    /// The vswitch schema that conf.db is created from and converted to.
+    pub schema: PathBuf,
+}
+
+impl Default for OvsConfig {
+    fn default() -> Self {
+        Self {
+            datapath: DatapathMode::Auto,
+            mlockall: Mlockall::Auto,
+            run_dir: PathBuf::from("/var/run/openvswitch"),
+            db_dir: PathBuf::from("/etc/openvswitch"),
+            remotes: Vec::new(),
+            vswitchd_nice: -10,
+            schema: PathBuf::from("/usr/share/openvswitch/vswitch.ovsschema"),
+        }
+    }
+}
+
+/// The `[supervisor]` table: health checks, restarts and shutdown.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// Time between two health checks of each daemon.
+    pub health_interval: HumanDuration,
+    /// How long one health check may take before it counts as failed.
+    pub health_timeout: HumanDuration,
+    /// Consecutive failed checks after which a daemon is killed and restarted.
+    pub health_failures: u32,
+    /// How long a starting daemon has to answer its first check.
+    pub start_timeout: HumanDuration,
+    /// Delay before the second restart in a row; doubles up to `backoff_max`, with jitter.
+    /// The first restart after a stable run is immediate.
+    pub backoff_initial: HumanDuration,
+    /// The longest delay between restarts.
+    pub backoff_max: HumanDuration,
+    /// More than this many restarts within `restart_window` ends the appliance with a
+    /// non-zero status, so the container's restart policy takes over.
+    pub restart_limit: u32,
+    /// The window `restart_limit` counts in.
+    pub restart_window: HumanDuration,
+    /// How long SIGTERM waits for the daemons to exit before it kills them.
+    pub drain_timeout: HumanDuration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            health_interval: HumanDuration::secs(5),
+            health_timeout: HumanDuration::secs(2),
+            health_failures: 3,
+            start_timeout: HumanDuration::secs(30),
+            backoff_initial: HumanDuration::millis(250),
+            backoff_max: HumanDuration::secs(30),
+            restart_limit: 5,
+            restart_window: HumanDuration::secs(300),
+            drain_timeout: HumanDuration::secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|errors| Error::Invalid {
+            path: origin.to_path_buf(),
+            errors,
+        })?;
+        Ok(config)
+    }
+
+    /// Loads the config. `explicit` is `--config` or `OVS_APPLIANCE_CONFIG`: it must exist.
+    /// Without it, the default path is read when present, else the embedded default is used.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, Error> {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&text, path),
+            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Self::default())
+            }
+            Err(source) => Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Checks what serde cannot: ranges, formats and relations. Returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        validate::config(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

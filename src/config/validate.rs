@@ -1,0 +1,98 @@
+//! Checks on a parsed config that name the field path and the offending value.
+
+use super::{Config, OvsConfig, SupervisorConfig};
+use std::fmt;
+
+/// One problem in the config: `ovs.vswitchd_nice: -30 is outside -20..=19`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn config(config: &Config) -> Result<(), Vec<FieldError>> {
+    let mut errors = Errors::default();
+    ovs(&config.ovs, &mut errors);
+    supervisor(&config.supervisor, &mut errors);
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.0)
+    }
+}
+
+/// OVSDB remote prefixes ovsdb-server accepts (ovsdb-server(1), "--remote").
+const REMOTE_PREFIXES: &[&str] = &["punix:", "unix:", "ptcp:", "pssl:", "tcp:", "ssl:", "db:"];
+
+fn ovs(ovs: &OvsConfig, errors: &mut Errors) {
+    if !(-20..=19).contains(&ovs.vswitchd_nice) {
+        errors.push(
+            "ovs.vswitchd_nice",
+            format!("{} is outside -20..=19", ovs.vswitchd_nice),
+        );
+    }
+    for (field, path) in [("ovs.run_dir", &ovs.run_dir), ("ovs.db_dir", &ovs.db_dir)] {
+        if !path.is_absolute() {
+            errors.push(
+                field,
+                format!("`{}` is not an absolute path", path.display()),
+            );
+        }
+    }
+    for (i, remote) in ovs.remotes.iter().enumerate() {
+        if !REMOTE_PREFIXES.iter().any(|p| remote.starts_with(p)) {
+            errors.push(
+                format!("ovs.remotes[{i}]"),
+                format!(
+                    "`{remote}` is not an OVSDB remote (expected one of {})",
+                    REMOTE_PREFIXES.join(" ")
+                ),
+            );
+        }
+    }
+}
+
+fn supervisor(s: &SupervisorConfig, errors: &mut Errors) {
+    let positive = [
+        ("supervisor.health_interval", s.health_interval),
+        ("supervisor.health_timeout", s.health_timeout),
+        ("supervisor.start_timeout", s.start_timeout),
+        ("supervisor.restart_window", s.restart_window),
+        ("supervisor.drain_timeout", s.drain_timeout),
+    ];
+    for (field, value) in positive {
+        if value.0.is_zero() {
+            errors.push(field, "must be longer than 0");
+        }
+    }
+    if s.backoff_initial > s.backoff_max {
+        errors.push(
+            "supervisor.backoff_initial",
+            format!(
+                "{} is longer than supervisor.backoff_max ({})",
+                s.backoff_initial, s.backoff_max
+            ),
+        );
+    }
+    if s.health_failures == 0 {
+        errors.push("supervisor.health_failures", "must be at least 1");
+    }
+}
