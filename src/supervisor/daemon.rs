@@ -1,0 +1,269 @@
+//! The two daemons: their argv, how they are spawned, and how their log lines reach ours.
+
+use super::reaper::{Reaper, Spawned};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Which daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Daemon {
+    OvsdbServer,
+    Vswitchd,
+}
+
+impl Daemon {
+    pub const ALL: [Daemon; 2] = [Daemon::OvsdbServer, Daemon::Vswitchd];
+
+    /// The program name, which is also the stem of its pidfile and control socket.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OvsdbServer => "ovsdb-server",
+            Self::Vswitchd => "ovs-vswitchd",
+        }
+    }
+}
+
+/// Everything the argv of a daemon depends on.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub run_dir: PathBuf,
+    pub db_dir: PathBuf,
+    pub remotes: Vec<String>,
+    pub mlockall: bool,
+}
+
+impl Layout {
+    pub fn db_file(&self) -> PathBuf {
+        self.db_dir.join("conf.db")
+    }
+
+    pub fn db_sock(&self) -> PathBuf {
+        self.run_dir.join("db.sock")
+    }
+
+    pub fn pidfile(&self, daemon: Daemon) -> PathBuf {
+        self.run_dir.join(format!("{}.pid", daemon.name()))
+    }
+
+    /// OVS's default control socket name, which ovs-appctl finds with no flags.
+    pub fn ctl_socket(&self, daemon: Daemon, pid: u32) -> PathBuf {
+        self.run_dir.join(format!("{}.{pid}.ctl", daemon.name()))
+    }
+}
+
+/// Log options shared by both daemons: everything to the console (our stderr pipe) in a pattern
+/// we parse, nothing to syslog (a container usually has no /dev/log).
+const LOG_ARGS: [&str; 3] = ["-vconsole:info", "-vsyslog:off", "-vPATTERN:console:%c|%p|%m"];
+
+/// The argv (without the program) of a daemon, in the foreground: no --detach, so it stays our
+/// child and its exit reaches the reaper.
+pub fn args(daemon: Daemon, layout: &Layout) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |s: String| args.push(s.into());
+    match daemon {
+        Daemon::OvsdbServer => {
+            push(layout.db_file().display().to_string());
+            push(format!("--remote=punix:{}", layout.db_sock().display()));
+            // Managers configured in the database itself, as ovs-ctl does.
+            push("--remote=db:Open_vSwitch,Open_vSwitch,manager_options".into());
+            for remote in &layout.remotes {
+                push(format!("--remote={remote}"));
+            }
+            push("--private-key=db:Open_vSwitch,SSL,private_key".into());
+            push("--certificate=db:Open_vSwitch,SSL,certificate".into());
+            push("--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert".into());
+        }
+        Daemon::Vswitchd => {
+            push(format!("unix:{}", layout.db_sock().display()));
+            if layout.mlockall {
+                push("--mlockall".into());
+            }
+        }
+    }
+    push(format!("--pidfile={}", layout.pidfile(daemon).display()));
+    push("--no-chdir".into());
+    for a in LOG_ARGS {
+        push(a.into());
+    }
+    args
+}
+
+/// Starts a daemon with its output captured and re-emitted as our own log events.
+pub fn spawn(
+    reaper: &Reaper,
+    daemon: Daemon,
+    layout: &Layout,
+    nice: Option<i32>,
+) -> std::io::Result<Spawned> {
+    let mut cmd = Command::new(daemon.name());
+    cmd.args(args(daemon, layout))
+        .env("OVS_RUNDIR", &layout.run_dir)
+        .env("OVS_DBDIR", &layout.db_dir)
+        .env("OVS_LOGDIR", &layout.run_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Its own process group: a Ctrl-C in a terminal reaches only us, and we stop the daemons in
+    // order.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(nice) = nice.filter(|n| *n != 0) {
+        super::spawn::set_nice_on_exec(&mut cmd, nice);
+    }
+    let mut spawned = reaper.spawn(&mut cmd)?;
+    let pid = spawned.child.id();
+    for pipe in [
+        spawned.child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        spawned.child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        forward_log(daemon, pid, pipe)?;
+    }
+    Ok(spawned)
+}
+
+fn forward_log(
+    daemon: Daemon,
+    pid: u32,
+    pipe: Box<dyn std::io::Read + Send>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("log-{}", daemon.name()))
+        .spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                emit(daemon.name(), pid, &line);
+            }
+        })
+        .map(|_| ())
+}
+
+/// One daemon log line, parsed from the `%c|%p|%m` pattern.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogLine<'a> {
+    pub module: &'a str,
+    pub level: &'a str,
+    pub message: &'a str,
+}
+
+pub fn parse_line(line: &str) -> Option<LogLine<'_>> {
+    let mut parts = line.splitn(3, '|');
+    let module = parts.next()?;
+    let level = parts.next()?;
+    let message = parts.next()?;
+    let known = matches!(level, "EMER" | "ERR" | "WARN" | "INFO" | "DBG");
+    (known && !module.contains(' ')).then_some(LogLine {
+        module,
+        level,
+        message,
+    })
+}
+
+fn emit(daemon: &str, pid: u32, line: &str) {
+    match parse_line(line) {
+        Some(l) => match l.level {
+            "EMER" | "ERR" => {
+                tracing::error!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
+            }
+            "WARN" => tracing::warn!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
+            "INFO" => tracing::info!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
+            _ => tracing::debug!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
+        },
+        // Lines not in our pattern (a crash message from libc, say) still reach the log.
+        None => tracing::warn!(target: "ovs", daemon, pid, "{line}"),
+    }
+}
+
+/// Whether `pid` is alive and is the named daemon (a stale pidfile may name a reused pid).
+pub fn is_daemon_alive(proc_root: &Path, pid: i32, daemon: Daemon) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
+        .map(|comm| comm.trim() == daemon.name())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            run_dir: "/run/ovs".into(),
+            db_dir: "/db".into(),
+            remotes: vec!["ptcp:6640:127.0.0.1".into()],
+            mlockall: true,
+        }
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn ovsdb_server_listens_on_db_sock_manager_options_and_configured_remotes_only() {
+        let args = strings(args(Daemon::OvsdbServer, &layout()));
+        assert_eq!(args[0], "/db/conf.db");
+        let remotes: Vec<&String> = args.iter().filter(|a| a.starts_with("--remote=")).collect();
+        assert_eq!(
+            remotes,
+            [
+                "--remote=punix:/run/ovs/db.sock",
+                "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                "--remote=ptcp:6640:127.0.0.1"
+            ]
+        );
+        assert!(args.contains(&"--pidfile=/run/ovs/ovsdb-server.pid".to_string()));
+        assert!(!args.iter().any(|a| a == "--detach"));
+    }
+
+    #[test]
+    fn vswitchd_connects_to_db_sock_and_follows_mlockall() {
+        let args = strings(args(Daemon::Vswitchd, &layout()));
+        assert_eq!(args[0], "unix:/run/ovs/db.sock");
+        assert!(args.contains(&"--mlockall".to_string()));
+        assert!(args.contains(&"--pidfile=/run/ovs/ovs-vswitchd.pid".to_string()));
+        let mut l = layout();
+        l.mlockall = false;
+        assert!(!strings(super::args(Daemon::Vswitchd, &l)).contains(&"--mlockall".to_string()));
+    }
+
+    #[test]
+    fn control_socket_uses_ovs_default_name() {
+        assert_eq!(
+            layout().ctl_socket(Daemon::Vswitchd, 42),
+            Path::new("/run/ovs/ovs-vswitchd.42.ctl")
+        );
+    }
+
+    #[test]
+    fn parses_the_console_pattern() {
+        assert_eq!(
+            parse_line("bridge|INFO|ovs-vswitchd (Open vSwitch) 3.1.0"),
+            Some(LogLine {
+                module: "bridge",
+                level: "INFO",
+                message: "ovs-vswitchd (Open vSwitch) 3.1.0"
+            })
+        );
+        let l = parse_line("netdev|WARN|a|b|c").unwrap();
+        assert_eq!(l.message, "a|b|c");
+        assert_eq!(parse_line("Segmentation fault"), None);
+        assert_eq!(parse_line("some text|not a level|x"), None);
+    }
+
+    #[test]
+    fn liveness_checks_the_program_name() {
+        let me = std::process::id() as i32;
+        assert!(!is_daemon_alive(Path::new("/proc"), me, Daemon::Vswitchd));
+        assert!(!is_daemon_alive(Path::new("/proc"), 0, Daemon::Vswitchd));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("77")).unwrap();
+        std::fs::write(dir.path().join("77/comm"), "ovs-vswitchd\n").unwrap();
+        assert!(is_daemon_alive(dir.path(), 77, Daemon::Vswitchd));
+        assert!(!is_daemon_alive(dir.path(), 77, Daemon::OvsdbServer));
+    }
+}
