@@ -4,4 +4,6 @@
 //! `main.rs` is only the command line; everything it runs lives here.
 
 pub mod config;
+pub mod ovsdb;
 pub mod preflight;
+pub mod unixctl;

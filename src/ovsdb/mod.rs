@@ -1,0 +1,19 @@
+//! RFC 7047 (OVSDB management protocol) client on tokio: framing, JSON-RPC, transact, monitor,
+//! echo, lock, and the datum codec. It talks only to an ovsdb-server socket; it knows nothing of
+//! the appliance's config or of which bridges should exist.
+
+mod client;
+mod error;
+pub mod framing;
+mod lock;
+mod rpc;
+
+/// The JSON-RPC connection, shared with `crate::unixctl` (not part of the public API).
+pub(crate) mod rpc_internal {
+    pub(crate) use super::rpc::{CallError, Rpc};
+}
+
+pub use client::Client;
+pub use error::{Error, RpcError, TxnErrorKind};
+pub use lock::{Lock, LockEvent};
+pub use rpc::Notification;
