@@ -3,7 +3,9 @@
 //! Data flows one way: config -> preflight -> supervisor -> (reconcile) -> (metrics).
 //! `main.rs` is only the command line; everything it runs lives here.
 
+pub mod app;
 pub mod config;
 pub mod ovsdb;
 pub mod preflight;
+pub mod supervisor;
 pub mod unixctl;

@@ -1,1 +1,114 @@
-fn main() {}
+//! The `ovs-appliance` command line: parse, start logging, run, map the error to an exit code.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ovs_appliance::app;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ovs-appliance",
+    version,
+    about = "Open vSwitch as one supervised appliance"
+)]
+struct Cli {
+    /// The config file (TOML). Without it, /etc/ovs-appliance/config.toml when present, else the
+    /// embedded default (OVS up, no bridges).
+    #[arg(long, global = true, env = "OVS_APPLIANCE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stdout.
+    #[arg(
+        long,
+        global = true,
+        env = "OVS_APPLIANCE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(flatten)]
+    roots: Roots,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Host paths preflight reads; for tests, which point them at fake trees.
+#[derive(clap::Args)]
+struct Roots {
+    #[arg(long, global = true, hide = true, env = "OVS_APPLIANCE_SYS_ROOT")]
+    sys_root: Option<PathBuf>,
+    #[arg(long, global = true, hide = true, env = "OVS_APPLIANCE_PROC_ROOT")]
+    proc_root: Option<PathBuf>,
+    #[arg(long, global = true, hide = true, env = "OVS_APPLIANCE_MODULES_ROOT")]
+    modules_root: Option<PathBuf>,
+    #[arg(long, global = true, hide = true, env = "OVS_APPLIANCE_DEV_ROOT")]
+    dev_root: Option<PathBuf>,
+    #[arg(long, global = true, hide = true, env = "OVS_APPLIANCE_MODPROBE")]
+    modprobe: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check, start and supervise OVS (the default; PID 1 of the image).
+    Run,
+    /// Print the preflight report; exit non-zero with the fix when something is missing.
+    Check,
+    /// Check the config file only.
+    Validate,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.log_format);
+    let r = cli.roots;
+    let paths = app::host_paths(
+        r.sys_root,
+        r.proc_root,
+        r.modules_root,
+        r.dev_root,
+        r.modprobe,
+    );
+    let config = cli.config.as_deref();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => app::run(config, &paths),
+        Command::Check => app::check(config, &paths),
+        Command::Validate => app::validate(config).map(|_| println!("config is valid")),
+        Command::Version => {
+            println!("ovs-appliance {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OVS_APPLIANCE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -40,19 +40,22 @@ pub fn tun_present(dev: &Path) -> bool {
 ///
 /// When we are not PID 1 of our PID namespace, PID 1's netns is compared with ours (a plain
 /// process in its own namespace, as in tests). As PID 1 of a container there is nothing to compare
-/// with, so we look at the devices instead: a Docker bridge network gives `lo` and one veth
+/// with (and some sandboxes hide PID 1's link), so we look at the devices instead: a Docker bridge network gives `lo` and one veth
 /// (`eth0`, whose peer lives elsewhere: iflink != ifindex) and nothing else.
 pub fn private_netns_reason(proc_root: &Path, sys_root: &Path) -> Option<String> {
     if std::process::id() != 1 {
-        let ours = std::fs::read_link(proc_root.join("self/ns/net")).ok()?;
-        let init = std::fs::read_link(proc_root.join("1/ns/net")).ok()?;
-        return (ours != init).then(|| {
-            format!(
-                "this process's network namespace ({}) is not PID 1's ({})",
-                ours.display(),
-                init.display()
-            )
-        });
+        let ours = std::fs::read_link(proc_root.join("self/ns/net"));
+        let init = std::fs::read_link(proc_root.join("1/ns/net"));
+        // PID 1's link is unreadable from some sandboxes: then the devices decide.
+        if let (Ok(ours), Ok(init)) = (ours, init) {
+            return (ours != init).then(|| {
+                format!(
+                    "this process's network namespace ({}) is not PID 1's ({})",
+                    ours.display(),
+                    init.display()
+                )
+            });
+        }
     }
     let devices = net_devices(sys_root)?;
     let others: Vec<&NetDevice> = devices.iter().filter(|d| d.name != "lo").collect();

@@ -101,7 +101,7 @@ mod tests {
         fn delay_stays_within_half_and_full_of_the_capped_value(
             recent in 1u32..100, initial_ms in 1u64..10_000, max_ms in 1u64..100_000, j in 0.0f64..1.0
         ) {
-            let (initial, max) = (initial_ms * MS, max_ms.max(initial_ms) * MS);
+            let (initial, max) = (Duration::from_millis(initial_ms), Duration::from_millis(max_ms.max(initial_ms)));
             let d = delay(recent, initial, max, j);
             prop_assert!(d <= max);
             let exp = initial.saturating_mul(1u32 << (recent - 1).min(31)).min(max);
@@ -110,7 +110,7 @@ mod tests {
 
         #[test]
         fn delay_never_decreases_with_more_restarts(recent in 1u32..60, initial_ms in 1u64..1000) {
-            let (initial, max) = (initial_ms * MS, 60_000 * MS);
+            let (initial, max) = (Duration::from_millis(initial_ms), Duration::from_millis(60_000));
             prop_assert!(delay(recent + 1, initial, max, 1.0) >= delay(recent, initial, max, 1.0));
         }
 
@@ -130,7 +130,10 @@ mod tests {
         let mut b = Budget::new(2, Duration::from_secs(10));
         assert!(b.try_spend(start));
         assert!(b.try_spend(start + Duration::from_secs(1)));
-        assert!(!b.try_spend(start + Duration::from_secs(2)), "third in window");
+        assert!(
+            !b.try_spend(start + Duration::from_secs(2)),
+            "third in window"
+        );
         assert_eq!(b.recent(start + Duration::from_secs(10)), 1);
         assert!(b.try_spend(start + Duration::from_secs(11)));
     }

@@ -55,7 +55,11 @@ impl Layout {
 
 /// Log options shared by both daemons: everything to the console (our stderr pipe) in a pattern
 /// we parse, nothing to syslog (a container usually has no /dev/log).
-const LOG_ARGS: [&str; 3] = ["-vconsole:info", "-vsyslog:off", "-vPATTERN:console:%c|%p|%m"];
+const LOG_ARGS: [&str; 3] = [
+    "-vconsole:info",
+    "-vsyslog:off",
+    "-vPATTERN:console:%c|%p|%m",
+];
 
 /// The argv (without the program) of a daemon, in the foreground: no --detach, so it stays our
 /// child and its exit reaches the reaper.
@@ -114,8 +118,16 @@ pub fn spawn(
     let mut spawned = reaper.spawn(&mut cmd)?;
     let pid = spawned.child.id();
     for pipe in [
-        spawned.child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        spawned.child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        spawned
+            .child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        spawned
+            .child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -167,8 +179,12 @@ fn emit(daemon: &str, pid: u32, line: &str) {
             "EMER" | "ERR" => {
                 tracing::error!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
             }
-            "WARN" => tracing::warn!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
-            "INFO" => tracing::info!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
+            "WARN" => {
+                tracing::warn!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
+            }
+            "INFO" => {
+                tracing::info!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
+            }
             _ => tracing::debug!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
         },
         // Lines not in our pattern (a crash message from libc, say) still reach the log.

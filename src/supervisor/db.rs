@@ -94,16 +94,22 @@ pub async fn prepare(
             path: db.clone(),
             ovs_error,
         })?;
-    let needs = tool(reaper, &["needs-conversion", path_str(&db), path_str(schema)])
-        .await?
-        .map_err(|ovs_error| Error::Corrupt {
-            path: db.clone(),
-            ovs_error,
-        })?;
+    let needs = tool(
+        reaper,
+        &["needs-conversion", path_str(&db), path_str(schema)],
+    )
+    .await?
+    .map_err(|ovs_error| Error::Corrupt {
+        path: db.clone(),
+        ovs_error,
+    })?;
     if needs != "yes" {
         return Ok((Prepared::UpToDate, schema_version));
     }
-    let backup = db_dir.join(format!("conf.db.backup-{current}-{}", timestamp(SystemTime::now())));
+    let backup = db_dir.join(format!(
+        "conf.db.backup-{current}-{}",
+        timestamp(SystemTime::now())
+    ));
     copy_synced(&db, &backup).map_err(|source| Error::Backup {
         path: db.clone(),
         backup: backup.clone(),
@@ -143,7 +149,11 @@ async fn tool(reaper: &Reaper, args: &[&str]) -> Result<Result<String, String>, 
         Ok(Ok(out.stdout.trim().to_string()))
     } else {
         let text = out.stderr.trim();
-        let text = if text.is_empty() { out.status.to_string() } else { text.to_string() };
+        let text = if text.is_empty() {
+            out.status.to_string()
+        } else {
+            text.to_string()
+        };
         Ok(Err(text))
     }
 }

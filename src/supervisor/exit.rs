@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn describes_signals_by_name() {
-        assert_eq!(ExitStatus::Signal(9).to_string(), "killed by SIGKILL (signal 9)");
+        assert_eq!(
+            ExitStatus::Signal(9).to_string(),
+            "killed by SIGKILL (signal 9)"
+        );
         assert_eq!(ExitStatus::Code(1).to_string(), "exited with status 1");
     }
 }

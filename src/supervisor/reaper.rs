@@ -46,8 +46,9 @@ impl Reaper {
         });
         STARTED
             .get_or_init(|| {
-                let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGCHLD])
-                    .map_err(|e| format!("failed to install the SIGCHLD handler: {e}"))?;
+                let mut signals =
+                    signal_hook::iterator::Signals::new([signal_hook::consts::SIGCHLD])
+                        .map_err(|e| format!("failed to install the SIGCHLD handler: {e}"))?;
                 std::thread::Builder::new()
                     .name("reaper".into())
                     .spawn(move || {
@@ -127,9 +128,7 @@ impl Reaper {
     }
 }
 
-fn read_to_string<R: Read + Send + 'static>(
-    pipe: Option<R>,
-) -> tokio::task::JoinHandle<String> {
+fn read_to_string<R: Read + Send + 'static>(pipe: Option<R>) -> tokio::task::JoinHandle<String> {
     tokio::task::spawn_blocking(move || {
         let mut text = String::new();
         if let Some(mut pipe) = pipe {
@@ -168,7 +167,10 @@ mod tests {
             .unwrap();
         assert_eq!(spawned.exit.await.unwrap(), ExitStatus::Signal(9));
         let err = reaper
-            .output(&mut Command::new("sleep").arg("30"), Duration::from_millis(100))
+            .output(
+                Command::new("sleep").arg("30"),
+                Duration::from_millis(100),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -178,7 +180,10 @@ mod tests {
     async fn a_failed_exec_is_an_error_not_a_panic() {
         let reaper = Reaper::get().unwrap();
         let err = reaper
-            .output(&mut Command::new("/nonexistent/program"), Duration::from_secs(5))
+            .output(
+                &mut Command::new("/nonexistent/program"),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);

@@ -69,7 +69,11 @@ fn ctl_sockets(run_dir: &Path, daemon: Daemon) -> Vec<(PathBuf, i32)> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let pid = name.strip_prefix(&prefix)?.strip_suffix(".ctl")?.parse().ok()?;
+            let pid = name
+                .strip_prefix(&prefix)?
+                .strip_suffix(".ctl")?
+                .parse()
+                .ok()?;
             Some((entry.path(), pid))
         })
         .collect()
@@ -121,7 +125,11 @@ mod tests {
 
     fn live(fx: &Fixture, pid: i32, comm: &str) {
         fs::create_dir_all(fx.proc.join(pid.to_string())).unwrap();
-        fs::write(fx.proc.join(pid.to_string()).join("comm"), format!("{comm}\n")).unwrap();
+        fs::write(
+            fx.proc.join(pid.to_string()).join("comm"),
+            format!("{comm}\n"),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -138,7 +146,10 @@ mod tests {
         let removed = clean(&fx.layout, &fx.proc).unwrap();
         assert_eq!(removed.len(), 6, "{removed:?}");
         assert_eq!(fs::read_dir(run).unwrap().count(), 0);
-        assert_eq!(fs::read_to_string(fx.layout.db_dir.join("conf.db")).unwrap(), "keep");
+        assert_eq!(
+            fs::read_to_string(fx.layout.db_dir.join("conf.db")).unwrap(),
+            "keep"
+        );
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! The Open_vSwitch row, before ovs-vswitchd starts: created if missing, and stamped with the
+//! system-id, hostname, ovs_version and db_version, as `ovs-ctl start` does.
+
+use crate::ovsdb::Client;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read the Open_vSwitch table: {0}")]
+    Select(crate::ovsdb::Error),
+    #[error("failed to initialise the Open_vSwitch row: {0}")]
+    Write(crate::ovsdb::Error),
+    #[error("failed to read {path}: {source}")]
+    ReadSystemId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    WriteSystemId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the row is stamped with.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub hostname: String,
+    pub ovs_version: String,
+    pub db_version: String,
+    pub rundir: PathBuf,
+}
+
+/// Ensures the one Open_vSwitch row exists and carries `stamp`; returns the system-id in force.
+///
+/// The system-id comes from `<db_dir>/system-id.conf`; when that file is missing, an id already in
+/// the database is kept (an existing host must not change identity), else a new one is made. It is
+/// then written to the file, so it survives a database that is lost.
+pub async fn open_vswitch_row(
+    client: &Client,
+    db_dir: &Path,
+    stamp: &Stamp,
+) -> Result<String, Error> {
+    let select = json!({"op": "select", "table": "Open_vSwitch", "where": [],
+                        "columns": ["_uuid", "external_ids"]});
+    let results = client
+        .transact_raw("Open_vSwitch", vec![select])
+        .await
+        .map_err(Error::Select)?;
+    let row = results
+        .first()
+        .and_then(|r| r["rows"].as_array())
+        .and_then(|rows| rows.first())
+        .cloned();
+    let mut external_ids = row
+        .as_ref()
+        .map(|r| decode_map(&r["external_ids"]))
+        .unwrap_or_default();
+    let system_id = system_id(
+        db_dir,
+        external_ids.get("system-id").and_then(Value::as_str),
+    )?;
+    external_ids.insert("system-id".into(), system_id.clone().into());
+    external_ids.insert("hostname".into(), stamp.hostname.clone().into());
+    external_ids.insert("rundir".into(), stamp.rundir.display().to_string().into());
+    let values = json!({
+        "external_ids": encode_map(&external_ids),
+        "ovs_version": stamp.ovs_version,
+        "db_version": stamp.db_version,
+    });
+    let op = match row.as_ref().and_then(|r| r["_uuid"].as_array()) {
+        Some(uuid) => json!({"op": "update", "table": "Open_vSwitch",
+                             "where": [["_uuid", "==", uuid]], "row": values}),
+        None => json!({"op": "insert", "table": "Open_vSwitch", "row": values}),
+    };
+    client
+        .transact_raw("Open_vSwitch", vec![op])
+        .await
+        .map_err(Error::Write)?;
+    Ok(system_id)
+}
+
+/// An OVSDB map (`["map", [[k, v], ...]]`) as a JSON object.
+fn decode_map(value: &Value) -> Map<String, Value> {
+    let pairs = value
+        .as_array()
+        .filter(|a| a.first().and_then(Value::as_str) == Some("map"))
+        .and_then(|a| a.get(1))
+        .and_then(Value::as_array);
+    pairs
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            let key = pair.get(0)?.as_str()?.to_string();
+            Some((key, pair.get(1)?.clone()))
+        })
+        .collect()
+}
+
+fn encode_map(map: &Map<String, Value>) -> Value {
+    let pairs: Vec<Value> = map.iter().map(|(k, v)| json!([k, v])).collect();
+    json!(["map", pairs])
+}
+
+fn system_id(db_dir: &Path, in_db: Option<&str>) -> Result<String, Error> {
+    let path = db_dir.join("system-id.conf");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(Error::ReadSystemId { path, source }),
+    }
+    let id = match in_db {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => new_uuid().map_err(|source| Error::ReadSystemId {
+            path: "/proc/sys/kernel/random/uuid".into(),
+            source,
+        })?,
+    };
+    let tmp = db_dir.join(".system-id.conf.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| Error::WriteSystemId { path, source })?;
+    Ok(id)
+}
+
+/// A random (version 4) UUID from the kernel.
+fn new_uuid() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
+        .trim()
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_round_trip() {
+        let v = json!(["map", [["a", "1"], ["system-id", "x"]]]);
+        let m = decode_map(&v);
+        assert_eq!(m.get("system-id"), Some(&json!("x")));
+        assert_eq!(encode_map(&m), v);
+        assert!(decode_map(&json!(["set", []])).is_empty());
+    }
+
+    #[test]
+    fn system_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = system_id(dir.path(), None).unwrap();
+        assert_eq!(first.len(), 36);
+        assert_eq!(
+            system_id(dir.path(), Some("other")).unwrap(),
+            first,
+            "the file wins"
+        );
+        let file = std::fs::read_to_string(dir.path().join("system-id.conf")).unwrap();
+        assert_eq!(file.trim(), first);
+    }
+
+    #[test]
+    fn an_id_already_in_the_database_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(system_id(dir.path(), Some("abc")).unwrap(), "abc");
+        assert_eq!(system_id(dir.path(), None).unwrap(), "abc");
+    }
+}

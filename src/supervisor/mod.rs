@@ -1,0 +1,140 @@
+//! The supervisor: brings the database and both daemons up in order, watches them, restarts
+//! them, and stops them in order. As PID 1 it also reaps every child.
+//!
+//! Owns processes and the files OVS keeps in run_dir and db_dir. It does not touch bridges or
+//! ports (that is reconcile's) and reads nothing of the host beyond /proc of its children.
+
+mod backoff;
+mod daemon;
+mod db;
+mod exit;
+mod health;
+mod init;
+mod lifecycle;
+mod reaper;
+mod spawn;
+mod stale;
+
+pub use daemon::{args as daemon_args, parse_line, Daemon, Layout};
+pub use db::Prepared;
+pub use exit::ExitStatus;
+pub use reaper::Reaper;
+
+use crate::config::SupervisorConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to start the child reaper: {0}")]
+    Reaper(std::io::Error),
+    #[error("failed to create run_dir {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Stale(#[from] stale::Error),
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    #[error("failed to read the OVS version from `ovs-vswitchd --version`: {0}")]
+    Version(String),
+    #[error("failed to start {daemon}: {source}")]
+    Spawn {
+        daemon: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{daemon} needed {restarts} restarts within {window:?} (last: {why}); giving up so the container's restart policy takes over")]
+    RestartLoop {
+        daemon: &'static str,
+        restarts: u32,
+        window: Duration,
+        why: String,
+    },
+}
+
+impl Error {
+    /// The sysexits code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 69,
+            _ => 70,
+        }
+    }
+}
+
+/// What the supervisor runs with, resolved from the config and preflight.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub layout: Layout,
+    pub schema: PathBuf,
+    /// Nice value for both daemons, when allowed.
+    pub nice: Option<i32>,
+    /// /proc, to tell a live daemon from a stale pidfile.
+    pub proc_root: PathBuf,
+    pub timing: SupervisorConfig,
+}
+
+/// A shutdown request: the first asks for an orderly stop, a second one kills what is left.
+pub type Shutdown = mpsc::UnboundedReceiver<()>;
+
+/// Runs OVS until `shutdown` says stop (then returns Ok after an orderly stop) or the daemons
+/// fail more often than the restart budget allows.
+pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Error> {
+    let reaper = Reaper::get().map_err(Error::Reaper)?;
+    let layout = &settings.layout;
+    std::fs::create_dir_all(&layout.run_dir).map_err(|source| Error::RunDir {
+        path: layout.run_dir.clone(),
+        source,
+    })?;
+    for path in stale::clean(layout, &settings.proc_root)? {
+        tracing::info!(path = %path.display(), "removed a stale file left by a dead daemon");
+    }
+    let (prepared, db_version) = db::prepare(reaper, &layout.db_dir, &settings.schema).await?;
+    match &prepared {
+        Prepared::Created => {
+            tracing::info!(db = %layout.db_file().display(), %db_version, "created the OVS database")
+        }
+        Prepared::UpToDate => {
+            tracing::info!(db = %layout.db_file().display(), %db_version, "OVS database is current")
+        }
+        Prepared::Converted { from, backup } => tracing::warn!(
+            db = %layout.db_file().display(), from = %from, to = %db_version, backup = %backup.display(),
+            "converted the OVS database to the installed schema; the old file is kept as a backup"
+        ),
+    }
+    let ovs_version = ovs_version(reaper).await?;
+    let stamp = init::Stamp {
+        hostname: hostname(),
+        ovs_version,
+        db_version,
+        rundir: layout.run_dir.clone(),
+    };
+    lifecycle::Supervisor::new(reaper, settings, stamp)
+        .run(&mut shutdown)
+        .await
+}
+
+async fn ovs_version(reaper: &Reaper) -> Result<String, Error> {
+    let mut cmd = std::process::Command::new("ovs-vswitchd");
+    cmd.arg("--version");
+    let out = reaper
+        .output(&mut cmd, Duration::from_secs(10))
+        .await
+        .map_err(|e| Error::Version(e.to_string()))?;
+    out.stdout
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(' ').next())
+        .filter(|v| out.status.success() && !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Version(format!("{}: {}", out.status, out.stderr.trim())))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
