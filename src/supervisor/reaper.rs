@@ -167,10 +167,7 @@ mod tests {
             .unwrap();
         assert_eq!(spawned.exit.await.unwrap(), ExitStatus::Signal(9));
         let err = reaper
-            .output(
-                Command::new("sleep").arg("30"),
-                Duration::from_millis(100),
-            )
+            .output(Command::new("sleep").arg("30"), Duration::from_millis(100))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);

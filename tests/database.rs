@@ -1,0 +1,190 @@
+//! Tier 2: the database lifecycle through the binary: created, converted with a backup, refused
+//! when corrupt (and left byte for byte as it was), and a torn last transaction tolerated.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+const NETDEV: &str = "datapath = \"netdev\"\n";
+
+fn ovsdb_tool(args: &[&str]) -> String {
+    let out = run(
+        Command::new("ovsdb-tool").args(args),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "ovsdb-tool {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A database holding one bridge `name`, made offline with ovsdb-tool.
+fn db_with_bridge(db: &Path, schema: &Path, name: &str) {
+    fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ovsdb_tool(&["create", db.to_str().unwrap(), schema.to_str().unwrap()]);
+    add_bridge_offline(db, name, true);
+}
+
+fn add_bridge_offline(db: &Path, name: &str, with_root: bool) {
+    let txn = if with_root {
+        format!(
+            r#"["Open_vSwitch",{{"op":"insert","table":"Open_vSwitch","row":{{"bridges":["named-uuid","b"]}}}},
+               {{"op":"insert","table":"Bridge","row":{{"name":"{name}"}},"uuid-name":"b"}}]"#
+        )
+    } else {
+        format!(
+            r#"["Open_vSwitch",{{"op":"insert","table":"Bridge","row":{{"name":"{name}"}},"uuid-name":"b"}},
+               {{"op":"mutate","table":"Open_vSwitch","where":[],"mutations":[["bridges","insert",["named-uuid","b"]]]}}]"#
+        )
+    };
+    ovsdb_tool(&["transact", db.to_str().unwrap(), &txn]);
+}
+
+fn refused_untouched(contents: &[u8], expect_in_error: &str) {
+    if !require_real_ovs() {
+        return;
+    }
+    let app = Appliance::new(NETDEV);
+    let db = app.db_dir().join("conf.db");
+    fs::create_dir_all(app.db_dir()).unwrap();
+    fs::write(&db, contents).unwrap();
+    let out = app.oneshot(&[], "run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(70), "{text}");
+    assert!(
+        text.contains(db.to_str().unwrap()),
+        "names the path: {text}"
+    );
+    assert!(
+        text.contains(expect_in_error),
+        "carries OVS's error: {text}"
+    );
+    assert_eq!(fs::read(&db).unwrap(), contents, "byte-identical");
+    assert_eq!(
+        fs::read_dir(app.db_dir()).unwrap().count(),
+        1,
+        "no other file made"
+    );
+    assert!(
+        !app.run_dir().join("ovsdb-server.pid").exists(),
+        "no daemon started"
+    );
+}
+
+#[test]
+fn garbage_database_is_refused_and_left_untouched() {
+    refused_untouched(b"this is not an OVSDB file\n\x00\x01\x02", "ovsdb-tool");
+}
+
+#[test]
+fn database_cut_inside_its_schema_is_refused_and_left_untouched() {
+    if !require_real_ovs() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("conf.db");
+    db_with_bridge(&db, Path::new(SCHEMA), "br-a");
+    let mut bytes = fs::read(&db).unwrap();
+    bytes.truncate(3000);
+    refused_untouched(&bytes, "End of file");
+}
+
+#[test]
+fn a_torn_last_transaction_is_not_corruption() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    let db = app.db_dir().join("conf.db");
+    db_with_bridge(&db, Path::new(SCHEMA), "br-a");
+    add_bridge_offline(&db, "br-b", false);
+    let len = fs::metadata(&db).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(len - 40)
+        .unwrap();
+    app.start_ready();
+    let bridges = app.vsctl_stdout(&["list-br"]);
+    assert!(bridges.contains("br-a"), "{bridges}");
+    assert!(
+        !bridges.contains("br-b"),
+        "the torn transaction is dropped: {bridges}"
+    );
+}
+
+/// The installed schema at an older version, without one column, as an older OVS would have.
+fn older_schema(dir: &Path) -> std::path::PathBuf {
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    schema["version"] = "8.0.0".into();
+    let columns = schema["tables"]["Bridge"]["columns"]
+        .as_object_mut()
+        .unwrap();
+    assert!(columns.remove("datapath_version").is_some());
+    let path = dir.join("old.ovsschema");
+    fs::write(&path, schema.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn an_older_schema_is_converted_after_a_backup() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    let db = app.db_dir().join("conf.db");
+    let old = older_schema(app.dir.path());
+    db_with_bridge(&db, &old, "br-old");
+    assert_eq!(ovsdb_tool(&["db-version", db.to_str().unwrap()]), "8.0.0");
+    let original = fs::read(&db).unwrap();
+
+    app.start_ready();
+    let current = ovsdb_tool(&["schema-version", SCHEMA]);
+    assert_eq!(ovsdb_tool(&["db-version", db.to_str().unwrap()]), current);
+    let backups: Vec<_> = fs::read_dir(app.db_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("conf.db.backup-8.0.0-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup");
+    assert_eq!(
+        fs::read(backups[0].path()).unwrap(),
+        original,
+        "backup is the old file"
+    );
+    assert!(
+        app.vsctl_stdout(&["list-br"]).contains("br-old"),
+        "data kept"
+    );
+    assert!(app.log().contains("converted the OVS database"));
+}
+
+#[test]
+fn a_current_database_is_reused_with_its_system_id() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    app.start_ready();
+    let id = fs::read_to_string(app.db_dir().join("system-id.conf")).unwrap();
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(app.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    app.start_ready();
+    let again = app.vsctl_stdout(&["get", "Open_vSwitch", ".", "external_ids:system-id"]);
+    assert_eq!(again.trim().trim_matches('"'), id.trim());
+    let rows = app.vsctl_stdout(&["--bare", "--columns=_uuid", "list", "Open_vSwitch"]);
+    assert_eq!(
+        rows.split_whitespace().count(),
+        1,
+        "one Open_vSwitch row: {rows}"
+    );
+}
