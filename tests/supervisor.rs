@@ -291,3 +291,22 @@ fn json_logs_carry_the_daemon_name() {
         .any(|l| l["daemon"] == "ovs-vswitchd" && l["module"].is_string()));
     assert!(lines.iter().all(|l| l["level"].is_string()));
 }
+
+#[test]
+fn a_restart_loop_ends_the_appliance_for_the_container_to_restart() {
+    let Some(mut app) = appliance() else { return };
+    app.write_config(&FAST.replace("restart_limit = 20", "restart_limit = 2"));
+    app.start_ready();
+    let mut pid = app.pid("ovs-vswitchd").unwrap();
+    for _ in 0..2 {
+        kill(pid, Signal::SIGKILL);
+        pid = new_pid(&app, "ovs-vswitchd", pid);
+        app.wait_ready();
+    }
+    kill(pid, Signal::SIGKILL);
+    let status = app.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(70), "{}", app.log());
+    let log = app.log();
+    assert!(log.contains("giving up so the container's restart policy takes over"), "{log}");
+    assert!(app.pid("ovsdb-server").is_none(), "ovsdb-server was stopped too");
+}

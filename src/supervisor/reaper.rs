@@ -185,4 +185,29 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
+
+    #[tokio::test]
+    async fn orphans_are_reaped_not_left_as_zombies() {
+        // As PID 1 orphans are ours; in a test, becoming a subreaper gives the same parenthood.
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let reaper = Reaper::get().unwrap();
+        let out = reaper
+            .output(
+                Command::new("sh").args(["-c", "sleep 0.2 & echo $!"]),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let orphan: i32 = out.stdout.trim().parse().unwrap();
+        let gone = std::path::PathBuf::from(format!("/proc/{orphan}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while gone.exists() {
+            let stat = std::fs::read_to_string(gone.join("stat")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "orphan {orphan} still there: {stat}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
