@@ -2,9 +2,12 @@
 //!
 //! Owns parsing and checking only; it touches no process, socket or kernel object.
 
+mod bridges;
 mod duration;
 mod validate;
+mod validate_bridges;
 
+pub use bridges::{BondMode, Bridge, BridgeDatapath, FailMode, Lacp, Port, PortType, Vlan};
 pub use duration::HumanDuration;
 pub use validate::FieldError;
 
@@ -44,6 +47,8 @@ pub struct Config {
     pub ovs: OvsConfig,
     /// How the daemons are watched and restarted.
     pub supervisor: SupervisorConfig,
+    /// The bridges the host should have, each with its ports.
+    pub bridges: Vec<Bridge>,
 }
 
 /// Which datapath OVS bridges use.
@@ -111,6 +116,13 @@ pub struct OvsConfig {
     pub vswitchd_nice: i32,
     /// The vswitch schema that conf.db is created from and converted to.
     pub schema: PathBuf,
+    /// Marks what this appliance owns: `external_ids:ovs-appliance-owner=<instance>` on every
+    /// bridge, port and interface it creates. Objects without the mark are never changed.
+    pub instance: String,
+    /// With the netdev datapath, set `other_config:userspace-tso-enable=true` before
+    /// ovs-vswitchd starts (it reads it only then). Without it TCP through a netdev bridge over
+    /// veth fails unless every peer turns off tx offload.
+    pub userspace_tso: bool,
 }
 
 impl Default for OvsConfig {
@@ -123,6 +135,8 @@ impl Default for OvsConfig {
             remotes: Vec::new(),
             vswitchd_nice: -10,
             schema: PathBuf::from("/usr/share/openvswitch/vswitch.ovsschema"),
+            instance: "default".into(),
+            userspace_tso: true,
         }
     }
 }
@@ -207,3 +221,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bridges;

@@ -17,10 +17,10 @@ impl fmt::Display for FieldError {
 }
 
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(super) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             message: message.into(),
@@ -31,7 +31,9 @@ impl Errors {
 pub(super) fn config(config: &Config) -> Result<(), Vec<FieldError>> {
     let mut errors = Errors::default();
     ovs(&config.ovs, &mut errors);
+    instance(&config.ovs, &mut errors);
     supervisor(&config.supervisor, &mut errors);
+    super::validate_bridges::bridges(&config.bridges, &mut errors);
     if errors.0.is_empty() {
         Ok(())
     } else {
@@ -67,6 +69,12 @@ fn ovs(ovs: &OvsConfig, errors: &mut Errors) {
                 ),
             );
         }
+    }
+}
+
+fn instance(ovs: &OvsConfig, errors: &mut Errors) {
+    if ovs.instance.is_empty() {
+        errors.push("ovs.instance", "must not be empty");
     }
 }
 

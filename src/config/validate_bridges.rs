@@ -1,0 +1,254 @@
+//! Checks on `[[bridges]]`: names, uniqueness, VLANs, patch pairs, tunnels, bonds, addresses.
+//! Every error names the field path and the offending value; nothing is sent while any remain.
+
+use super::bridges::{Bridge, Port, PortType, Vlan};
+use super::validate::Errors;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Linux's IFNAMSIZ less the terminating NUL.
+const MAX_NAME: usize = 15;
+
+const PROTOCOLS: &[&str] = &[
+    "OpenFlow10",
+    "OpenFlow11",
+    "OpenFlow12",
+    "OpenFlow13",
+    "OpenFlow14",
+    "OpenFlow15",
+];
+
+/// Controller target prefixes ovs-vswitchd accepts (ovs-vswitchd.conf.db(5), Controller.target).
+const CONTROLLER_PREFIXES: &[&str] = &["tcp:", "ssl:", "unix:", "ptcp:", "pssl:", "punix:"];
+
+pub(super) fn bridges(bridges: &[Bridge], errors: &mut Errors) {
+    // Bridges, ports and bond members share one namespace: each becomes a device or an
+    // Interface row whose name OVS indexes.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |name: &str, path: String, errors: &mut Errors| match names.get(name) {
+        Some(first) => errors.push(
+            path,
+            format!("\"{name}\" is already used by {first}: names must be unique"),
+        ),
+        None => {
+            names.insert(name.to_string(), path);
+        }
+    };
+    for (b, bridge) in bridges.iter().enumerate() {
+        let path = format!("bridges[{b}]");
+        name(&bridge.name, &format!("{path}.name"), errors);
+        claim(&bridge.name, format!("{path}.name"), errors);
+        bridge_fields(bridge, &path, errors);
+        for (p, port) in bridge.ports.iter().enumerate() {
+            let path = format!("{path}.ports[{p}]");
+            name(&port.name, &format!("{path}.name"), errors);
+            claim(&port.name, format!("{path}.name"), errors);
+            for (i, iface) in port.interfaces.iter().enumerate() {
+                let ipath = format!("{path}.interfaces[{i}]");
+                name(iface, &ipath, errors);
+                claim(iface, ipath, errors);
+            }
+            port_fields(port, &path, errors);
+        }
+    }
+    patch_pairs(bridges, errors);
+}
+
+fn name(name: &str, path: &str, errors: &mut Errors) {
+    if name.is_empty() {
+        errors.push(path, "must not be empty");
+    } else if name.len() > MAX_NAME {
+        errors.push(
+            path,
+            format!("\"{name}\" is longer than {MAX_NAME} bytes (IFNAMSIZ)"),
+        );
+    }
+    if name.contains('/') || name.chars().any(char::is_whitespace) {
+        errors.push(
+            path,
+            format!("\"{name}\" contains '/' or white space, which device names cannot"),
+        );
+    }
+}
+
+fn bridge_fields(bridge: &Bridge, path: &str, errors: &mut Errors) {
+    for (i, proto) in bridge.protocols.iter().enumerate() {
+        if !PROTOCOLS.contains(&proto.as_str()) {
+            errors.push(
+                format!("{path}.protocols[{i}]"),
+                format!("\"{proto}\" is not one of {}", PROTOCOLS.join(", ")),
+            );
+        }
+    }
+    for (i, target) in bridge.controllers.iter().enumerate() {
+        if !CONTROLLER_PREFIXES.iter().any(|p| target.starts_with(p)) {
+            errors.push(
+                format!("{path}.controllers[{i}]"),
+                format!(
+                    "\"{target}\" is not a controller target (expected {})",
+                    CONTROLLER_PREFIXES.join(" ")
+                ),
+            );
+        }
+    }
+}
+
+fn port_fields(port: &Port, path: &str, errors: &mut Errors) {
+    let kind = port.kind.name();
+    let only = |errors: &mut Errors, field: &str, set: bool, allowed: bool, what: &str| {
+        if set && !allowed {
+            errors.push(
+                format!("{path}.{field}"),
+                format!("is only for {what}, not a {kind} port"),
+            );
+        }
+    };
+    only(
+        errors,
+        "peer",
+        port.peer.is_some(),
+        port.kind == PortType::Patch,
+        "patch ports",
+    );
+    let internal = port.kind == PortType::Internal;
+    only(
+        errors,
+        "addresses",
+        !port.addresses.is_empty(),
+        internal,
+        "internal ports",
+    );
+    only(
+        errors,
+        "mtu",
+        port.mtu.is_some(),
+        internal,
+        "internal ports",
+    );
+    only(
+        errors,
+        "interfaces",
+        port.is_bond(),
+        port.kind == PortType::System,
+        "system ports (bonds)",
+    );
+    only(
+        errors,
+        "options",
+        !port.options.is_empty(),
+        port.kind != PortType::Patch,
+        "ports other than patch (use peer)",
+    );
+    if port.is_bond() && port.interfaces.len() < 2 {
+        errors.push(
+            format!("{path}.interfaces"),
+            format!(
+                "a bond needs at least two interfaces, got {}",
+                port.interfaces.len()
+            ),
+        );
+    }
+    if !port.is_bond() {
+        let bond_only = port.bond_mode.is_some() || port.lacp.is_some();
+        only(
+            errors,
+            "bond_mode",
+            bond_only,
+            false,
+            "bonds (set interfaces)",
+        );
+    }
+    if port.kind == PortType::Patch && port.peer.is_none() {
+        errors.push(format!("{path}.peer"), "a patch port needs its peer");
+    }
+    if port.kind.is_tunnel() {
+        match port.options.get("remote_ip") {
+            None => errors.push(
+                format!("{path}.options.remote_ip"),
+                format!("a {kind} tunnel needs remote_ip"),
+            ),
+            Some(ip) if ip != "flow" && ip.parse::<IpAddr>().is_err() => errors.push(
+                format!("{path}.options.remote_ip"),
+                format!("\"{ip}\" is not an IP address (or \"flow\")"),
+            ),
+            Some(_) => {}
+        }
+    }
+    vlan(port.vlan.as_ref(), path, errors);
+    for (i, address) in port.addresses.iter().enumerate() {
+        if let Err(why) = cidr(address) {
+            errors.push(
+                format!("{path}.addresses[{i}]"),
+                format!("\"{address}\" {why}"),
+            );
+        }
+    }
+    if let Some(mtu) = port.mtu.filter(|m| !(68..=65535).contains(m)) {
+        errors.push(
+            format!("{path}.mtu"),
+            format!("{mtu} is outside 68..=65535"),
+        );
+    }
+}
+
+fn vlan(vlan: Option<&Vlan>, path: &str, errors: &mut Errors) {
+    let check = |errors: &mut Errors, field: String, id: u32| {
+        if id > 4095 {
+            errors.push(field, format!("VLAN {id} is outside 0..4095"));
+        }
+    };
+    match vlan {
+        Some(Vlan::Access { tag }) => check(errors, format!("{path}.vlan.tag"), *tag),
+        Some(Vlan::Trunk { trunks }) => {
+            for (i, id) in trunks.iter().enumerate() {
+                check(errors, format!("{path}.vlan.trunks[{i}]"), *id);
+            }
+        }
+        None => {}
+    }
+}
+
+/// "192.0.2.1/24" or "2001:db8::1/64".
+fn cidr(text: &str) -> Result<(), &'static str> {
+    let (addr, prefix) = text.split_once('/').ok_or("has no /prefix")?;
+    let addr: IpAddr = addr.parse().map_err(|_| "is not an IP address")?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| "has a prefix that is not a number")?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err("has a prefix longer than the address");
+    }
+    Ok(())
+}
+
+/// Every patch port's peer exists, is a patch port, and names it back.
+fn patch_pairs(bridges: &[Bridge], errors: &mut Errors) {
+    let mut patches: BTreeMap<&str, (String, Option<&str>)> = BTreeMap::new();
+    for (b, bridge) in bridges.iter().enumerate() {
+        for (p, port) in bridge.ports.iter().enumerate() {
+            if port.kind == PortType::Patch {
+                let path = format!("bridges[{b}].ports[{p}].peer");
+                patches.insert(&port.name, (path, port.peer.as_deref()));
+            }
+        }
+    }
+    let mut reported = BTreeSet::new();
+    for (name, (path, peer)) in &patches {
+        let Some(peer) = peer else { continue };
+        match patches.get(peer) {
+            None => errors.push(
+                path.clone(),
+                format!("\"{peer}\" is not a patch port in this config"),
+            ),
+            Some((_, back)) if *back != Some(*name) && reported.insert(*name) => errors.push(
+                path.clone(),
+                format!(
+                    "\"{peer}\" names \"{}\" as its peer, not \"{name}\": patch peers must be mutual",
+                    back.unwrap_or("nothing")
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
