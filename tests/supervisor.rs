@@ -307,6 +307,12 @@ fn a_restart_loop_ends_the_appliance_for_the_container_to_restart() {
     let status = app.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(70), "{}", app.log());
     let log = app.log();
-    assert!(log.contains("giving up so the container's restart policy takes over"), "{log}");
-    assert!(app.pid("ovsdb-server").is_none(), "ovsdb-server was stopped too");
+    assert!(
+        log.contains("giving up so the container's restart policy takes over"),
+        "{log}"
+    );
+    assert!(
+        app.pid("ovsdb-server").is_none(),
+        "ovsdb-server was stopped too"
+    );
 }
