@@ -3,10 +3,13 @@
 //! the appliance's config or of which bridges should exist.
 
 mod client;
+mod datum;
 mod error;
 pub mod framing;
 mod lock;
 mod rpc;
+mod schema;
+mod uuid;
 
 /// The JSON-RPC connection, shared with `crate::unixctl` (not part of the public API).
 pub(crate) mod rpc_internal {
@@ -14,6 +17,9 @@ pub(crate) mod rpc_internal {
 }
 
 pub use client::Client;
+pub use datum::{row_from_json, row_to_json, Atom, Datum, Row};
 pub use error::{Error, RpcError, TxnErrorKind};
 pub use lock::{Lock, LockEvent};
 pub use rpc::Notification;
+pub use schema::{AtomicType, ColumnType, Schema, TableSchema};
+pub use uuid::Uuid;
