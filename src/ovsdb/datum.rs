@@ -390,4 +390,4 @@ pub fn row_from_json(v: &Value) -> Result<Row, Error> {
 
 #[cfg(test)]
 #[path = "datum_tests.rs"]
-mod tests;
+pub(crate) mod tests;
