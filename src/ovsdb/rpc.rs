@@ -31,7 +31,6 @@ pub(crate) struct RouteKey {
 }
 
 impl RouteKey {
-    #[allow(dead_code)] // used by the monitor API, next in this series
     pub(crate) fn monitor(id: &Value) -> RouteKey {
         RouteKey {
             kind: "monitor",

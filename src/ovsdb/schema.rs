@@ -114,6 +114,22 @@ impl ColumnType {
     pub fn is_map(&self) -> bool {
         self.value.is_some()
     }
+
+    /// The column's default value (RFC 7047 section 5.2.1: what insert fills in), which update2
+    /// leaves out of "initial" and "insert" rows.
+    pub fn default_datum(&self) -> Datum {
+        if self.min == 0 {
+            return Datum::empty();
+        }
+        let atom = match self.key {
+            AtomicType::Integer => Atom::Integer(0),
+            AtomicType::Real => Atom::Real(0.0),
+            AtomicType::Boolean => Atom::Boolean(false),
+            AtomicType::String => Atom::String(String::new()),
+            AtomicType::Uuid => Atom::Uuid(super::Uuid::default()),
+        };
+        Datum::from(atom)
+    }
 }
 
 impl TableSchema {
@@ -310,6 +326,20 @@ mod tests {
         let mut s = Datum::from("old");
         s.apply_diff(&Datum::from("new"), &ty(serde_json::json!("string")));
         assert_eq!(s, Datum::from("new"));
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            ty(serde_json::json!("integer")).default_datum(),
+            Datum::from(0)
+        );
+        assert_eq!(
+            ty(serde_json::json!("string")).default_datum(),
+            Datum::from("")
+        );
+        let opt = ty(serde_json::json!({"key": "string", "min": 0}));
+        assert!(opt.default_datum().is_empty());
     }
 
     #[test]
