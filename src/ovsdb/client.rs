@@ -51,6 +51,11 @@ impl Client {
         self.rpc.closed().await
     }
 
+    /// Closes the connection for every clone: pending calls fail, monitors end.
+    pub fn disconnect(&self) {
+        self.rpc.close();
+    }
+
     /// True once the connection has closed.
     pub fn is_closed(&self) -> bool {
         self.rpc.is_closed()

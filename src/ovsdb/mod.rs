@@ -11,6 +11,7 @@ mod lock;
 mod monitor;
 mod ops;
 mod ops_decode;
+mod reconnect;
 mod rpc;
 mod schema;
 mod uuid;
@@ -30,6 +31,7 @@ pub use monitor::{
     MonitorSelect, RowUpdate, TableUpdates,
 };
 pub use ops::{Condition, Function, Mutation, Mutator, OpResult, Operation, WaitUntil};
+pub use reconnect::{MonitorEvent, ReconnectOptions, ReconnectingClient};
 pub use rpc::Notification;
 pub use schema::{AtomicType, ColumnType, Schema, TableSchema};
 pub use uuid::Uuid;
