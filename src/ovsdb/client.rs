@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use tokio::net::UnixStream;
 
 use super::error::{check_txn_results, Error, RpcError};
+use super::ops::{OpResult, Operation};
 use super::rpc::{CallError, RouteKey, Rpc};
+use super::Schema;
 
 /// A connection to one ovsdb-server. Cheap to clone; all clones share one socket, and calls from
 /// several tasks may be in flight at once (replies are matched by id).
@@ -47,6 +49,11 @@ impl Client {
     /// Resolves when the connection has closed; returns why.
     pub async fn closed(&self) -> String {
         self.rpc.closed().await
+    }
+
+    /// Closes the connection for every clone: pending calls fail, monitors end.
+    pub fn disconnect(&self) {
+        self.rpc.close();
     }
 
     /// True once the connection has closed.
@@ -125,5 +132,23 @@ impl Client {
         };
         check_txn_results(&ops, &results)?;
         Ok(results)
+    }
+
+    /// Sends a transaction of typed operations; one [`OpResult`] per operation.
+    pub async fn transact(&self, db: &str, ops: &[Operation]) -> Result<Vec<OpResult>, Error> {
+        let raw = self
+            .transact_raw(db, ops.iter().map(Operation::to_json).collect())
+            .await?;
+        // A successful commit has exactly one result per op; anything past that would be the
+        // commit error, already turned into Err above.
+        raw.iter()
+            .take(ops.len())
+            .map(OpResult::from_json)
+            .collect()
+    }
+
+    /// The decoded schema of `db`.
+    pub async fn get_schema(&self, db: &str) -> Result<Schema, Error> {
+        Schema::from_json(&self.get_schema_json(db).await?)
     }
 }

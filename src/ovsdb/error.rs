@@ -63,7 +63,6 @@ impl Error {
         }
     }
 
-    #[allow(dead_code)] // used by the datum codec, next in this series
     pub(crate) fn decode(what: &str, reason: impl Into<String>) -> Error {
         Error::Decode {
             what: what.to_string(),

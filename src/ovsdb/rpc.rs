@@ -31,7 +31,6 @@ pub(crate) struct RouteKey {
 }
 
 impl RouteKey {
-    #[allow(dead_code)] // used by the monitor API, next in this series
     pub(crate) fn monitor(id: &Value) -> RouteKey {
         RouteKey {
             kind: "monitor",
@@ -80,6 +79,8 @@ enum Command {
         subscribe: Option<(RouteKey, Subscriber)>,
     },
     Unsubscribe(RouteKey),
+    /// Drop the socket now (a failed keepalive probe), failing every pending call.
+    Close,
 }
 
 /// Handle to the connection task. Cloning is cheap; the task ends when every handle is dropped
@@ -95,6 +96,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Call { method, .. } => write!(f, "Call({method})"),
             Command::Unsubscribe(k) => write!(f, "Unsubscribe({k:?})"),
+            Command::Close => f.write_str("Close"),
         }
     }
 }
@@ -160,6 +162,11 @@ impl Rpc {
         let _ = self.cmd.send(Command::Unsubscribe(key));
     }
 
+    /// Closes the connection even while other handles exist.
+    pub(crate) fn close(&self) {
+        let _ = self.cmd.send(Command::Close);
+    }
+
     /// Resolves once the connection has closed, with the reason.
     pub(crate) async fn closed(&self) -> String {
         self.close_reason().await
@@ -214,6 +221,7 @@ impl Task {
                     Err(e) => return format!("write failed: {e}"),
                 },
                 cmd = self.cmd_rx.recv() => match cmd {
+                    Some(Command::Close) => return "closed by client".to_string(),
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         // Every handle is gone: flush what was queued (best effort) and stop.
@@ -247,6 +255,7 @@ impl Task {
             Command::Unsubscribe(key) => {
                 self.routes.remove(&key);
             }
+            Command::Close => {}
         }
     }
 

@@ -1,0 +1,207 @@
+//! A local copy of monitored tables, kept current by applying monitor updates. The reconciler's
+//! "observed" state and the metrics collectors read it; nothing here talks to the server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::monitor::{MonitorRequests, RowUpdate, TableUpdates};
+use super::{Datum, Error, Row, Schema, Uuid};
+
+/// Rows by table and uuid. Needs the schema: update2 diffs cannot be applied without knowing
+/// whether a column is a scalar, a set or a map (a one-element set diff looks like a scalar).
+#[derive(Debug, Clone)]
+pub struct Cache {
+    schema: Arc<Schema>,
+    /// Monitored columns per table (None: all). update2 omits columns holding their default
+    /// value from new rows, so the cache must know which absent columns to fill in.
+    columns: BTreeMap<String, Option<Vec<String>>>,
+    tables: BTreeMap<String, BTreeMap<Uuid, Row>>,
+}
+
+impl Cache {
+    /// An empty cache for the tables and columns that `requests` monitor.
+    pub fn new(schema: Arc<Schema>, requests: &MonitorRequests) -> Cache {
+        Cache {
+            schema,
+            columns: requests
+                .iter()
+                .map(|(t, r)| (t.clone(), r.columns.clone()))
+                .collect(),
+            tables: BTreeMap::new(),
+        }
+    }
+
+    /// The schema the cache decodes with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Forgets every row (before applying a fresh snapshot after a reconnect).
+    pub fn clear(&mut self) {
+        self.tables.clear();
+    }
+
+    /// The rows of `table` (empty when unknown or not monitored).
+    pub fn table(&self, table: &str) -> impl Iterator<Item = (&Uuid, &Row)> {
+        self.tables.get(table).into_iter().flatten()
+    }
+
+    /// One row.
+    pub fn row(&self, table: &str, uuid: &Uuid) -> Option<&Row> {
+        self.tables.get(table)?.get(uuid)
+    }
+
+    /// Applies one batch of updates. On error the cache may be partly updated; the caller should
+    /// resubscribe (a fresh snapshot) rather than trust it.
+    pub fn apply(&mut self, updates: &TableUpdates) -> Result<(), Error> {
+        for (table, rows) in updates {
+            for (uuid, ru) in rows {
+                self.apply_row(table, *uuid, ru)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_row(&mut self, table: &str, uuid: Uuid, ru: &RowUpdate) -> Result<(), Error> {
+        let ts =
+            self.schema.tables.get(table).ok_or_else(|| {
+                Error::protocol("monitor update", format!("unknown table {table}"))
+            })?;
+        let coerce = |col: &str, d: &Datum| -> Result<(Datum, _), Error> {
+            let ty = ts.column(col).ok_or_else(|| {
+                Error::protocol("monitor update", format!("unknown column {table}.{col}"))
+            })?;
+            Ok((d.clone().coerce(ty), ty))
+        };
+        let rows = self.tables.entry(table.to_string()).or_default();
+        match ru {
+            RowUpdate::Initial(r) | RowUpdate::Insert(r) => {
+                let mut row = Row::new();
+                for (c, d) in r {
+                    row.insert(c.clone(), coerce(c, d)?.0);
+                }
+                let monitored = self.columns.get(table).cloned().flatten();
+                let all = || ts.columns.keys().cloned().collect::<Vec<_>>();
+                for c in monitored.unwrap_or_else(all) {
+                    if let (false, Some(ty)) = (row.contains_key(&c), ts.column(&c)) {
+                        row.insert(c, ty.default_datum());
+                    }
+                }
+                rows.insert(uuid, row);
+            }
+            RowUpdate::Delete => {
+                rows.remove(&uuid);
+            }
+            RowUpdate::Modify(diff) => {
+                let row = rows.get_mut(&uuid).ok_or_else(|| missing(table, uuid))?;
+                for (c, d) in diff {
+                    let (d, ty) = coerce(c, d)?;
+                    row.entry(c.clone())
+                        .or_insert_with(Datum::empty)
+                        .apply_diff(&d, ty);
+                }
+            }
+            RowUpdate::Replace(new) => {
+                let row = rows.get_mut(&uuid).ok_or_else(|| missing(table, uuid))?;
+                for (c, d) in new {
+                    row.insert(c.clone(), coerce(c, d)?.0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn missing(table: &str, uuid: Uuid) -> Error {
+    Error::protocol(
+        "monitor update",
+        format!("modify of unknown row {table} {uuid}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovsdb::monitor::parse_updates2;
+    use crate::ovsdb::Atom;
+    use serde_json::json;
+
+    const U: &str = "2f5ab8d5-2f0c-4a0e-9d64-3e7b1f1b1a11";
+    const P1: &str = "00000000-0000-0000-0000-000000000001";
+    const P2: &str = "00000000-0000-0000-0000-000000000002";
+
+    fn schema() -> Arc<Schema> {
+        let v = json!({"name": "t", "version": "1", "tables": {"Bridge": {"columns": {
+            "name": {"type": "string"},
+            "ports": {"type": {"key": "uuid", "min": 0, "max": "unlimited"}},
+            "external_ids": {"type": {"key": "string", "value": "string",
+                                      "min": 0, "max": "unlimited"}},
+            "weight": {"type": "real"}}}}});
+        Arc::new(Schema::from_json(&v).unwrap())
+    }
+
+    fn cache() -> Cache {
+        Cache::new(
+            schema(),
+            &MonitorRequests::from([("Bridge".into(), Default::default())]),
+        )
+    }
+
+    fn apply(c: &mut Cache, v: serde_json::Value) -> Result<(), Error> {
+        c.apply(&parse_updates2(&v).unwrap())
+    }
+
+    #[test]
+    fn initial_modify_delete() {
+        let mut c = cache();
+        apply(
+            &mut c,
+            json!({"Bridge": {U: {"initial": {
+            "name": "br0", "ports": ["uuid", P1], "weight": 1,
+            "external_ids": ["map", [["a", "1"]]]}}}}),
+        )
+        .unwrap();
+        let u = Uuid::parse(U).unwrap();
+        assert_eq!(c.row("Bridge", &u).unwrap()["weight"], Datum::from(1.0));
+        // A one-element diff on a set column toggles: P1 goes, P2 comes.
+        apply(
+            &mut c,
+            json!({"Bridge": {U: {"modify": {
+            "ports": ["set", [["uuid", P1], ["uuid", P2]]],
+            "name": "br1",
+            "external_ids": ["map", [["a", "1"], ["b", "2"]]]}}}}),
+        )
+        .unwrap();
+        let row = c.row("Bridge", &u).unwrap();
+        assert_eq!(row["ports"].as_uuid(), Some(Uuid::parse(P2).unwrap()));
+        assert_eq!(row["name"].as_str(), Some("br1"));
+        assert!(row["external_ids"].map_get("a").is_none());
+        assert_eq!(
+            row["external_ids"].map_get("b").and_then(Atom::as_str),
+            Some("2")
+        );
+        apply(
+            &mut c,
+            json!({"Bridge": {U: {"modify": {"ports": ["uuid", P2]}}}}),
+        )
+        .unwrap();
+        assert!(c.row("Bridge", &u).unwrap()["ports"].is_empty());
+        apply(&mut c, json!({"Bridge": {U: {"delete": null}}})).unwrap();
+        assert_eq!(c.table("Bridge").count(), 0);
+        // Columns at their default are left out of update2 rows; the cache fills them in.
+        apply(&mut c, json!({"Bridge": {U: {"insert": {"name": "x"}}}})).unwrap();
+        let row = c.row("Bridge", &u).unwrap();
+        assert!(row["external_ids"].is_empty() && row["ports"].is_empty());
+        assert_eq!(row["weight"], Datum::from(0.0));
+        apply(&mut c, json!({"Bridge": {U: {"delete": null}}})).unwrap();
+        assert_eq!(c.table("Bridge").count(), 0);
+    }
+
+    #[test]
+    fn inconsistent_updates_are_errors() {
+        let mut c = cache();
+        assert!(apply(&mut c, json!({"Bridge": {U: {"modify": {"name": "x"}}}})).is_err());
+        assert!(apply(&mut c, json!({"Nope": {U: {"insert": {}}}})).is_err());
+        assert!(apply(&mut c, json!({"Bridge": {U: {"insert": {"nope": 1}}}})).is_err());
+    }
+}
