@@ -125,6 +125,13 @@ impl Server {
         }
     }
 
+    /// Sends `sig` to the server we started (SIGSTOP makes a hung server; SIGCONT revives it).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, sig).expect("signal ovsdb-server");
+    }
+
     /// Starts the server again on the same db and socket.
     pub fn restart(&mut self) {
         self.kill9();

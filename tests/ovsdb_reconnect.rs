@@ -122,3 +122,42 @@ async fn rejected_monitor_reports_failed() {
     let ev = next(&mut rx).await;
     assert!(matches!(ev, MonitorEvent::Failed(_)), "{ev:?}");
 }
+
+#[tokio::test]
+async fn call_timeout_and_echo_probe_detect_a_hung_server() {
+    use nix::sys::signal::Signal;
+    let Some(srv) = Server::start() else { return };
+    let rc = ReconnectingClient::new(
+        &srv.sock,
+        ReconnectOptions {
+            probe_interval: Some(Duration::from_millis(300)),
+            ..opts()
+        },
+    );
+    let mut rx = rc.monitor(
+        DB,
+        MonitorRequests::from([("Bridge".into(), MonitorRequest::all())]),
+    );
+    assert!(matches!(next(&mut rx).await, MonitorEvent::Snapshot(_)));
+    let c = within("client", rc.client()).await;
+
+    srv.signal(Signal::SIGSTOP);
+    let err = c
+        .with_timeout(Duration::from_millis(200))
+        .echo()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ovs_appliance::ovsdb::Error::Timeout { .. }),
+        "{err:?}"
+    );
+    let ev = next(&mut rx).await;
+    assert!(
+        matches!(ev, MonitorEvent::Disconnected(_)),
+        "probe should drop the hung connection: {ev:?}"
+    );
+
+    srv.signal(Signal::SIGCONT);
+    let ev = next(&mut rx).await;
+    assert!(matches!(ev, MonitorEvent::Snapshot(_)), "{ev:?}");
+}

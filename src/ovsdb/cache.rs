@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::monitor::{MonitorRequests, RowUpdate, TableUpdates};
+use super::reconnect::MonitorEvent;
 use super::{Datum, Error, Row, Schema, Uuid};
 
 /// Rows by table and uuid. Needs the schema: update2 diffs cannot be applied without knowing
@@ -60,6 +61,21 @@ impl Cache {
             }
         }
         Ok(())
+    }
+
+    /// Applies an event of a reconnecting monitor: a snapshot replaces everything, a disconnect
+    /// keeps the last known rows (stale until the next snapshot). Returns false for `Failed`.
+    pub fn apply_event(&mut self, ev: &MonitorEvent) -> Result<bool, Error> {
+        match ev {
+            MonitorEvent::Snapshot(u) => {
+                self.clear();
+                self.apply(u)?;
+            }
+            MonitorEvent::Update(u) => self.apply(u)?,
+            MonitorEvent::Disconnected(_) => {}
+            MonitorEvent::Failed(_) => return Ok(false),
+        }
+        Ok(true)
     }
 
     fn apply_row(&mut self, table: &str, uuid: Uuid, ru: &RowUpdate) -> Result<(), Error> {
@@ -195,6 +211,17 @@ mod tests {
         assert_eq!(row["weight"], Datum::from(0.0));
         apply(&mut c, json!({"Bridge": {U: {"delete": null}}})).unwrap();
         assert_eq!(c.table("Bridge").count(), 0);
+    }
+
+    #[test]
+    fn snapshot_replaces_everything() {
+        let mut c = cache();
+        apply(&mut c, json!({"Bridge": {U: {"insert": {"name": "old"}}}})).unwrap();
+        let snap = parse_updates2(&json!({"Bridge": {P1: {"initial": {"name": "new"}}}})).unwrap();
+        assert!(c.apply_event(&MonitorEvent::Snapshot(snap)).unwrap());
+        let names: Vec<_> = c.table("Bridge").map(|(_, r)| r["name"].as_str()).collect();
+        assert_eq!(names, [Some("new")]);
+        assert!(!c.apply_event(&MonitorEvent::Failed("x".into())).unwrap());
     }
 
     #[test]

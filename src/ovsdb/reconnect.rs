@@ -183,9 +183,15 @@ impl Supervisor {
     /// Runs one connection until it closes; false when every handle is gone.
     async fn serve(&mut self, client: Client) -> bool {
         let mut forwarders = JoinSet::new();
+        // Monitor requests run inside this loop, where no probe can fire: bound them so a server
+        // that accepts connections but never answers cannot stall us forever.
+        let mon_client = match (self.opts.call_timeout, self.opts.probe_interval) {
+            (None, Some(p)) => client.with_timeout(p * 4),
+            _ => client.clone(),
+        };
         self.specs.retain(|s| !s.tx.is_closed());
         for spec in &self.specs {
-            start_monitor(&client, spec, &mut forwarders).await;
+            start_monitor(&mon_client, spec, &mut forwarders).await;
         }
         self.current.send_replace(Some(client.clone()));
         let mut probe = self.opts.probe_interval.map(tokio::time::interval);
@@ -197,7 +203,7 @@ impl Supervisor {
                 }
                 spec = self.add_rx.recv() => match spec {
                     Some(s) => {
-                        start_monitor(&client, &s, &mut forwarders).await;
+                        start_monitor(&mon_client, &s, &mut forwarders).await;
                         self.specs.push(s);
                     }
                     None => break false,
@@ -234,8 +240,9 @@ async fn start_monitor(client: &Client, spec: &MonitorSpec, set: &mut JoinSet<()
         Ok(m) => {
             set.spawn(forward(m, spec.tx.clone()));
         }
-        Err(e) if e.is_disconnect() => {
-            // The connection went away under us; the next one will retry.
+        Err(e) if e.is_disconnect() || matches!(e, Error::Timeout { .. }) => {
+            // The connection went away under us (or hangs): the next one will retry.
+            client.disconnect();
             let _ = spec.tx.send(MonitorEvent::Disconnected(e.to_string()));
         }
         Err(e) => {

@@ -112,10 +112,12 @@ impl Rpc {
             wr,
             cmd_rx,
             framer: Framer::default(),
-            out: Vec::new(),
             next_id: 0,
-            pending: HashMap::new(),
-            routes: HashMap::new(),
+            st: TaskState {
+                out: Vec::new(),
+                pending: HashMap::new(),
+                routes: HashMap::new(),
+            },
         };
         tokio::spawn(async move {
             let reason = task.run().await;
@@ -187,16 +189,22 @@ impl Rpc {
     }
 }
 
+/// The socket side of the connection task.
 struct Task {
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     framer: Framer,
+    next_id: u64,
+    st: TaskState,
+}
+
+/// The message-handling side, free of I/O so it can be driven by tests.
+struct TaskState {
     /// Bytes queued for the socket. Reading and writing are driven from one select so a large
     /// outgoing transaction never stops us from reading (and so never deadlocks with a server that
     /// is itself blocked writing to us).
     out: Vec<u8>,
-    next_id: u64,
     pending: HashMap<u64, Reply>,
     routes: HashMap<RouteKey, Subscriber>,
 }
@@ -216,8 +224,8 @@ impl Task {
                     }
                     Err(e) => return format!("read failed: {e}"),
                 },
-                w = self.wr.write(&self.out), if !self.out.is_empty() => match w {
-                    Ok(n) => { self.out.drain(..n); }
+                w = self.wr.write(&self.st.out), if !self.st.out.is_empty() => match w {
+                    Ok(n) => { self.st.out.drain(..n); }
                     Err(e) => return format!("write failed: {e}"),
                 },
                 cmd = self.cmd_rx.recv() => match cmd {
@@ -225,7 +233,7 @@ impl Task {
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         // Every handle is gone: flush what was queued (best effort) and stop.
-                        let _ = self.wr.write_all(&self.out).await;
+                        let _ = self.wr.write_all(&self.st.out).await;
                         return "client dropped".to_string();
                     }
                 },
@@ -245,23 +253,19 @@ impl Task {
                     return; // The caller gave up (timeout) before we sent anything.
                 }
                 if let Some((key, sub)) = subscribe {
-                    self.routes.insert(key, sub);
+                    self.st.routes.insert(key, sub);
                 }
                 self.next_id += 1;
                 let id = self.next_id;
-                self.pending.insert(id, reply);
-                self.queue(&json!({"method": method, "params": params, "id": id}));
+                self.st.pending.insert(id, reply);
+                self.st
+                    .queue(&json!({"method": method, "params": params, "id": id}));
             }
             Command::Unsubscribe(key) => {
-                self.routes.remove(&key);
+                self.st.routes.remove(&key);
             }
             Command::Close => {}
         }
-    }
-
-    fn queue(&mut self, msg: &Value) {
-        // Serialising a Value into a Vec cannot fail.
-        serde_json::to_writer(&mut self.out, msg).expect("serialise JSON value");
     }
 
     fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -271,9 +275,16 @@ impl Task {
             .next_value()
             .map_err(|e| format!("malformed JSON from peer: {e}"))?
         {
-            self.on_message(msg);
+            self.st.on_message(msg);
         }
         Ok(())
+    }
+}
+
+impl TaskState {
+    fn queue(&mut self, msg: &Value) {
+        // Serialising a Value into a Vec cannot fail.
+        serde_json::to_writer(&mut self.out, msg).expect("serialise JSON value");
     }
 
     fn on_message(&mut self, msg: Value) {
@@ -331,3 +342,7 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "rpc_tests.rs"]
+mod tests;
