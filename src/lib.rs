@@ -7,5 +7,6 @@ pub mod app;
 pub mod config;
 pub mod ovsdb;
 pub mod preflight;
+pub mod reconcile;
 pub mod supervisor;
 pub mod unixctl;

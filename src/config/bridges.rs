@@ -155,7 +155,7 @@ impl Lacp {
 }
 
 /// One port of a bridge.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
     /// The port's name; for a single-interface port also the interface's (at most 15 bytes).

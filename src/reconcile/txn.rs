@@ -1,0 +1,285 @@
+//! A plan as one OVSDB transaction: guards first (so a concurrent change aborts it instead of
+//! being clobbered), then the changes, then `next_cfg += 1` and a read of it, so the caller can
+//! wait for ovs-vswitchd to report the same number in `cur_cfg`.
+
+use super::model::{Desired, DesiredBridge, DesiredPort, Observed};
+use super::plan::{Change, Plan};
+use crate::ovsdb::{Atom, Condition, Datum, Mutation, Mutator, Operation, Row, Uuid, WaitUntil};
+
+/// Builds operations; hands out `uuid-name`s for rows inserted in this transaction.
+struct Builder<'a> {
+    /// The observed values each touched row must still hold, merged per row. They all run
+    /// before any change: a wait placed after a mutate of the same row would see the mutation.
+    guards: std::collections::BTreeMap<(&'static str, Uuid), Row>,
+    ops: Vec<Operation>,
+    next: usize,
+    observed: &'a Observed,
+    root: Uuid,
+}
+
+fn by_uuid(uuid: Uuid) -> Vec<Condition> {
+    vec![Condition::eq("_uuid", Atom::Uuid(uuid))]
+}
+
+impl Builder<'_> {
+    fn name(&mut self) -> String {
+        self.next += 1;
+        format!("row{}", self.next)
+    }
+
+    fn insert(&mut self, table: &str, row: Row) -> Atom {
+        let name = self.name();
+        self.ops.push(Operation::Insert {
+            table: table.into(),
+            row,
+            uuid_name: Some(name.clone()),
+        });
+        Atom::NamedUuid(name)
+    }
+
+    /// Fails the transaction at once unless the row still holds `was`.
+    fn guard(&mut self, table: &'static str, uuid: Uuid, was: &Row) {
+        let merged = self.guards.entry((table, uuid)).or_default();
+        for (column, value) in was {
+            merged
+                .entry(column.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+
+    fn wait_ops(&self) -> Vec<Operation> {
+        self.guards
+            .iter()
+            .map(|((table, uuid), was)| Operation::Wait {
+                table: (*table).into(),
+                timeout_ms: Some(0),
+                conditions: by_uuid(*uuid),
+                columns: was.keys().cloned().collect(),
+                until: WaitUntil::Eq,
+                rows: vec![was.clone()],
+            })
+            .collect()
+    }
+
+    /// Guards one column of an observed row.
+    fn guard_column(&mut self, table: &'static str, uuid: Uuid, row: Option<&Row>, column: &str) {
+        let value = row
+            .and_then(|r| r.get(column))
+            .cloned()
+            .unwrap_or_else(Datum::empty);
+        let mut was = Row::new();
+        was.insert(column.into(), value);
+        self.guard(table, uuid, &was);
+    }
+
+    fn update(&mut self, table: &str, uuid: Uuid, row: Row) {
+        self.ops.push(Operation::Update {
+            table: table.into(),
+            conditions: by_uuid(uuid),
+            row,
+        });
+    }
+
+    fn mutate(&mut self, table: &str, uuid: Uuid, column: &str, mutator: Mutator, value: Datum) {
+        self.ops.push(Operation::Mutate {
+            table: table.into(),
+            conditions: by_uuid(uuid),
+            mutations: vec![Mutation::new(column, mutator, value)],
+        });
+    }
+
+    fn delete(&mut self, table: &str, uuid: Uuid) {
+        self.ops.push(Operation::Delete {
+            table: table.into(),
+            conditions: by_uuid(uuid),
+        });
+    }
+
+    fn port(&mut self, port: &DesiredPort) -> Atom {
+        let members: Vec<Atom> = port
+            .interfaces
+            .values()
+            .map(|row| self.insert("Interface", row.clone()))
+            .collect();
+        let mut row = port.row.clone();
+        row.insert("interfaces".into(), Datum::set(members));
+        self.insert("Port", row)
+    }
+
+    fn controllers(&mut self, targets: &[String]) -> Datum {
+        let rows: Vec<Atom> = targets
+            .iter()
+            .map(|t| {
+                let mut row = Row::new();
+                row.insert("target".into(), t.as_str().into());
+                self.insert("Controller", row)
+            })
+            .collect();
+        Datum::set(rows)
+    }
+
+    fn bridge(&mut self, bridge: &DesiredBridge) {
+        let ports: Vec<Atom> = bridge.ports.values().map(|p| self.port(p)).collect();
+        let targets: Vec<String> = bridge.controllers.iter().cloned().collect();
+        let mut row = bridge.row.clone();
+        row.insert("ports".into(), Datum::set(ports));
+        row.insert("controller".into(), self.controllers(&targets));
+        let new = self.insert("Bridge", row);
+        self.mutate(
+            "Open_vSwitch",
+            self.root,
+            "bridges",
+            Mutator::Insert,
+            Datum::set([new]),
+        );
+    }
+
+    fn change(&mut self, change: &Change) {
+        match change {
+            Change::AddBridge(bridge) => self.bridge(bridge),
+            Change::RemoveBridge {
+                uuid,
+                ports,
+                interfaces,
+                ..
+            } => {
+                self.mutate(
+                    "Open_vSwitch",
+                    self.root,
+                    "bridges",
+                    Mutator::Delete,
+                    Datum::set([Atom::Uuid(*uuid)]),
+                );
+                self.delete("Bridge", *uuid);
+                ports.iter().for_each(|p| self.delete("Port", *p));
+                interfaces.iter().for_each(|i| self.delete("Interface", *i));
+            }
+            Change::UpdateBridge { uuid, set, was, .. } => {
+                self.guard("Bridge", *uuid, was);
+                self.update("Bridge", *uuid, set.clone());
+            }
+            Change::SetControllers {
+                uuid, targets, was, ..
+            } => {
+                self.guard("Bridge", *uuid, was);
+                let mut row = Row::new();
+                row.insert("controller".into(), self.controllers(targets));
+                self.update("Bridge", *uuid, row);
+            }
+            Change::AddPort {
+                bridge_uuid, port, ..
+            } => {
+                self.guard_column(
+                    "Bridge",
+                    *bridge_uuid,
+                    self.observed.bridges.get(bridge_uuid),
+                    "ports",
+                );
+                let new = self.port(port);
+                self.mutate(
+                    "Bridge",
+                    *bridge_uuid,
+                    "ports",
+                    Mutator::Insert,
+                    Datum::set([new]),
+                );
+            }
+            Change::RemovePort {
+                bridge_uuid,
+                uuid,
+                interfaces,
+                ..
+            } => {
+                self.guard_column(
+                    "Bridge",
+                    *bridge_uuid,
+                    self.observed.bridges.get(bridge_uuid),
+                    "ports",
+                );
+                self.mutate(
+                    "Bridge",
+                    *bridge_uuid,
+                    "ports",
+                    Mutator::Delete,
+                    Datum::set([Atom::Uuid(*uuid)]),
+                );
+                self.delete("Port", *uuid);
+                interfaces.iter().for_each(|i| self.delete("Interface", *i));
+            }
+            Change::UpdatePort { uuid, set, was, .. } => {
+                self.guard("Port", *uuid, was);
+                self.update("Port", *uuid, set.clone());
+            }
+            Change::SetInterfaces {
+                uuid,
+                add,
+                remove,
+                keep,
+                was,
+                ..
+            } => {
+                self.guard("Port", *uuid, was);
+                let mut members: Vec<Atom> = keep.iter().map(|i| Atom::Uuid(*i)).collect();
+                members.extend(add.iter().map(|row| self.insert("Interface", row.clone())));
+                let mut row = Row::new();
+                row.insert("interfaces".into(), Datum::set(members));
+                self.update("Port", *uuid, row);
+                remove.iter().for_each(|i| self.delete("Interface", *i));
+            }
+            Change::UpdateInterface { uuid, set, was, .. } => {
+                self.guard("Interface", *uuid, was);
+                self.update("Interface", *uuid, set.clone());
+            }
+        }
+    }
+}
+
+/// The transaction for `plan`; empty when there is nothing to change. The last operation is a
+/// select of `next_cfg` whose value ovs-vswitchd will copy to `cur_cfg` once it has applied it.
+pub fn operations(plan: &Plan, desired: &Desired, observed: &Observed) -> Vec<Operation> {
+    let Some((root, root_row)) = observed.root.as_ref() else {
+        return Vec::new();
+    };
+    if plan.is_empty() {
+        return Vec::new();
+    }
+    let mut b = Builder {
+        guards: Default::default(),
+        ops: Vec::new(),
+        next: 0,
+        observed,
+        root: *root,
+    };
+    let touches_root = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::AddBridge(_) | Change::RemoveBridge { .. }));
+    if touches_root {
+        b.guard_column("Open_vSwitch", *root, Some(root_row), "bridges");
+    }
+    b.ops.push(Operation::Comment {
+        comment: format!(
+            "ovs-appliance {}: {} change(s)",
+            desired.owner,
+            plan.changes.len()
+        ),
+    });
+    for change in &plan.changes {
+        b.change(change);
+    }
+    b.mutate(
+        "Open_vSwitch",
+        *root,
+        "next_cfg",
+        Mutator::Add,
+        Datum::from(1i64),
+    );
+    b.ops.push(Operation::Select {
+        table: "Open_vSwitch".into(),
+        conditions: by_uuid(*root),
+        columns: Some(vec!["next_cfg".into()]),
+    });
+    let mut ops = b.wait_ops();
+    ops.append(&mut b.ops);
+    ops
+}
