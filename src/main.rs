@@ -51,8 +51,18 @@ enum Command {
     Run,
     /// Print the preflight report; exit non-zero with the fix when something is missing.
     Check,
-    /// Check the config file only.
+    /// Check the config file only (exit 65 listing every error).
     Validate,
+    /// Print what `run` would change in the live OVSDB now.
+    Plan {
+        /// Machine-readable: changes, conflicts and the exact OVSDB operations.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the config once against the live OVSDB, then exit.
+    Apply,
+    /// Daemons, bridges and ports (owned or not), drift and interface errors.
+    Status,
     /// Print the version.
     Version,
 }
@@ -86,6 +96,9 @@ fn main() -> ExitCode {
         Command::Run => app::run(config, &paths),
         Command::Check => app::check(config, &paths),
         Command::Validate => app::validate(config).map(|_| println!("config is valid")),
+        Command::Plan { json } => app::plan(config, &paths.kernel, json),
+        Command::Apply => app::apply(config, &paths.kernel),
+        Command::Status => app::status(config, &paths.kernel),
         Command::Version => {
             println!("ovs-appliance {}", env!("CARGO_PKG_VERSION"));
             Ok(())

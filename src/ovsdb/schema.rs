@@ -221,7 +221,9 @@ impl Datum {
     /// replaced; a set toggles each atom in the diff; a map removes a pair given with its current
     /// value, replaces the value of a key given with another value, and adds a new key.
     pub fn apply_diff(&mut self, diff: &Datum, ty: &ColumnType) {
-        if ty.is_scalar() {
+        // ovsdb-server diffs only composite columns (max > 1); for a scalar or an optional
+        // (min 0, max 1, e.g. Port.tag) it sends the new value: `"tag": ["set", []]` clears it.
+        if ty.max == Some(1) {
             *self = diff.clone();
             return;
         }
@@ -318,10 +320,16 @@ mod tests {
         e.apply_diff(&Datum::map([("a", "b")]), &map);
         assert_eq!(e, Datum::map([("a", "b")]));
 
+        // An optional column gets its new value, as ovsdb-server sends it (seen with OVS 3.1:
+        // clearing Port.tag arrives as `"tag": ["set", []]`).
         let opt = ty(serde_json::json!({"key": "integer", "min": 0, "max": 1}));
         let mut o = Datum::from(1);
-        o.apply_diff(&Datum::set([Atom::Integer(1), Atom::Integer(2)]), &opt);
+        o.apply_diff(&Datum::from(2), &opt);
         assert_eq!(o, Datum::from(2));
+        o.apply_diff(&Datum::empty(), &opt);
+        assert_eq!(o, Datum::empty());
+        o.apply_diff(&Datum::from(7), &opt);
+        assert_eq!(o, Datum::from(7));
 
         let mut s = Datum::from("old");
         s.apply_diff(&Datum::from("new"), &ty(serde_json::json!("string")));

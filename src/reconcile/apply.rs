@@ -49,7 +49,8 @@ pub async fn reconcile_once(
         let results = match session.transact(&ops).await {
             Ok(results) => results,
             Err(Error::Ovsdb(e)) if e.txn_kind() == Some(&TxnErrorKind::TimedOut) => {
-                tracing::info!(attempt, "the database changed under the plan; re-planning");
+                let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+                tracing::info!(attempt, ?changes, %e, "the database changed under the plan; re-planning");
                 // Let the monitor deliver the change that beat us.
                 let _ = tokio::time::timeout(Duration::from_millis(100), session.next()).await;
                 continue;

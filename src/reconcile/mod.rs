@@ -9,13 +9,17 @@ mod apply;
 mod model;
 mod plan;
 mod session;
+mod status;
 mod txn;
+mod watch;
 
 pub use apply::{reconcile_once, Applied};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
 pub use session::{Event, Session};
+pub use status::{describe, interface_errors, InterfaceError};
 pub use txn::operations;
+pub use watch::{watch, AfterPass, DesiredSource, WatchSettings};
 
 use std::time::Duration;
 

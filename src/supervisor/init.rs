@@ -30,6 +30,10 @@ pub struct Stamp {
     pub ovs_version: String,
     pub db_version: String,
     pub rundir: PathBuf,
+    /// More external_ids keys (the resolved datapath, for `plan` and `status`).
+    pub external_ids: Vec<(String, String)>,
+    /// other_config keys that ovs-vswitchd reads only at start (userspace-tso-enable).
+    pub other_config: Vec<(String, String)>,
 }
 
 /// Ensures the one Open_vSwitch row exists and carries `stamp`; returns the system-id in force.
@@ -43,7 +47,7 @@ pub async fn open_vswitch_row(
     stamp: &Stamp,
 ) -> Result<String, Error> {
     let select = json!({"op": "select", "table": "Open_vSwitch", "where": [],
-                        "columns": ["_uuid", "external_ids"]});
+                        "columns": ["_uuid", "external_ids", "other_config"]});
     let results = client
         .transact_raw("Open_vSwitch", vec![select])
         .await
@@ -64,8 +68,19 @@ pub async fn open_vswitch_row(
     external_ids.insert("system-id".into(), system_id.clone().into());
     external_ids.insert("hostname".into(), stamp.hostname.clone().into());
     external_ids.insert("rundir".into(), stamp.rundir.display().to_string().into());
+    for (k, v) in &stamp.external_ids {
+        external_ids.insert(k.clone(), v.clone().into());
+    }
+    let mut other_config = row
+        .as_ref()
+        .map(|r| decode_map(&r["other_config"]))
+        .unwrap_or_default();
+    for (k, v) in &stamp.other_config {
+        other_config.insert(k.clone(), v.clone().into());
+    }
     let values = json!({
         "external_ids": encode_map(&external_ids),
+        "other_config": encode_map(&other_config),
         "ovs_version": stamp.ovs_version,
         "db_version": stamp.db_version,
     });

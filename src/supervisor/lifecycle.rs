@@ -57,16 +57,23 @@ pub(super) struct Supervisor {
     reaper: &'static Reaper,
     settings: Settings,
     stamp: init::Stamp,
+    ready: super::Ready,
     db: Option<Running>,
     vswitchd: Option<Running>,
 }
 
 impl Supervisor {
-    pub fn new(reaper: &'static Reaper, settings: Settings, stamp: init::Stamp) -> Self {
+    pub fn new(
+        reaper: &'static Reaper,
+        settings: Settings,
+        stamp: init::Stamp,
+        ready: super::Ready,
+    ) -> Self {
         Self {
             reaper,
             settings,
             stamp,
+            ready,
             db: None,
             vswitchd: None,
         }
@@ -78,7 +85,10 @@ impl Supervisor {
         let mut jitter = Jitter::from_clock();
         loop {
             let stop = match self.bring_up(shutdown).await {
-                Ok(()) => self.watch(shutdown).await,
+                Ok(()) => {
+                    self.ready.send_modify(|n| *n += 1);
+                    self.watch(shutdown).await
+                }
                 Err(stop) => stop,
             };
             let failure = match stop {

@@ -74,14 +74,21 @@ pub struct Settings {
     /// /proc, to tell a live daemon from a stale pidfile.
     pub proc_root: PathBuf,
     pub timing: SupervisorConfig,
+    /// external_ids and other_config keys stamped on the Open_vSwitch row before vswitchd starts.
+    pub stamp_external_ids: Vec<(String, String)>,
+    pub stamp_other_config: Vec<(String, String)>,
 }
+
+/// Counts the times both daemons came up (1 after the first start); reconcile re-applies
+/// everything whenever it changes.
+pub type Ready = tokio::sync::watch::Sender<u64>;
 
 /// A shutdown request: the first asks for an orderly stop, a second one kills what is left.
 pub type Shutdown = mpsc::UnboundedReceiver<()>;
 
 /// Runs OVS until `shutdown` says stop (then returns Ok after an orderly stop) or the daemons
 /// fail more often than the restart budget allows.
-pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Error> {
+pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Result<(), Error> {
     let reaper = Reaper::get().map_err(Error::Reaper)?;
     let layout = &settings.layout;
     std::fs::create_dir_all(&layout.run_dir).map_err(|source| Error::RunDir {
@@ -110,8 +117,10 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown) -> Result<(), Error
         ovs_version,
         db_version,
         rundir: layout.run_dir.clone(),
+        external_ids: settings.stamp_external_ids.clone(),
+        other_config: settings.stamp_other_config.clone(),
     };
-    lifecycle::Supervisor::new(reaper, settings, stamp)
+    lifecycle::Supervisor::new(reaper, settings, stamp, ready)
         .run(&mut shutdown)
         .await
 }

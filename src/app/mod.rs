@@ -1,11 +1,17 @@
 //! The commands behind the CLI: each returns an `Error` that knows its exit code, so `main`
 //! maps failures to sysexits in one place.
 
-use crate::config::{self, Config};
-use crate::preflight::{self, HostPaths, Level};
+mod commands;
+mod signals;
+
+pub use commands::{apply, plan, status};
+
+use crate::config::{self, BridgeDatapath, Config};
+use crate::preflight::{self, Datapath, HostPaths, Level};
+use crate::reconcile::{self, Desired, DesiredSource, WatchSettings};
 use crate::supervisor::{self, Layout, Settings};
 use std::path::{Path, PathBuf};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +23,8 @@ pub enum Error {
     Supervisor(#[from] supervisor::Error),
     #[error("failed to start the async runtime or signal handlers: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Reconcile(#[from] reconcile::Error),
 }
 
 impl Error {
@@ -27,6 +35,8 @@ impl Error {
             Self::Preflight(e) => e.exit_code(),
             Self::Supervisor(e) => e.exit_code(),
             Self::Runtime(_) => 70,
+            Self::Reconcile(reconcile::Error::Connect(_)) => 69,
+            Self::Reconcile(_) => 70,
         }
     }
 }
@@ -59,7 +69,11 @@ pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error>
     }
 }
 
-/// `run`: preflight, then supervise OVS until SIGTERM or SIGINT.
+/// The key on the Open_vSwitch row that records the datapath `run` resolved, for `plan`,
+/// `apply` and `status`, which do not load modules.
+pub const DATAPATH_KEY: &str = "ovs-appliance-datapath";
+
+/// `run`: preflight, then supervise OVS and keep the config applied until SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
     let outcome = preflight::run(&config.ovs, paths)?;
@@ -70,7 +84,56 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         }
     }
     become_subreaper();
-    let settings = Settings {
+    let settings = settings(&config, &outcome, paths);
+    let desired = Desired::from_config(&config, outcome.datapath);
+    let source = FileSource {
+        path: config_path.map(Path::to_path_buf),
+        datapath: outcome.datapath,
+        running: config.clone(),
+    };
+    let watch_settings = WatchSettings {
+        db_sock: settings.layout.db_sock(),
+        apply_timeout: Duration::from_secs(30),
+        retry: Duration::from_secs(1),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    runtime.block_on(async {
+        let shutdown = signals::shutdown().map_err(Error::Runtime)?;
+        let reload = signals::reload().map_err(Error::Runtime)?;
+        let (ready_tx, ready_rx) = tokio::sync::watch::channel(0);
+        let hooks = commands::Addresses::new();
+        tokio::spawn(reconcile::watch(
+            watch_settings,
+            desired,
+            source,
+            ready_rx,
+            reload,
+            hooks,
+        ));
+        Ok(supervisor::run(settings, shutdown, ready_tx).await?)
+    })
+}
+
+fn settings(config: &Config, outcome: &preflight::Outcome, paths: &HostPaths) -> Settings {
+    let netdev_bridge = config
+        .bridges
+        .iter()
+        .any(|b| b.datapath == Some(BridgeDatapath::Netdev));
+    // ovs-vswitchd reads userspace-tso-enable only when it starts, so it is stamped before.
+    let other_config = if outcome.datapath == Datapath::Netdev || netdev_bridge {
+        let on = if config.ovs.userspace_tso {
+            "true"
+        } else {
+            "false"
+        };
+        vec![("userspace-tso-enable".to_string(), on.to_string())]
+    } else {
+        Vec::new()
+    };
+    Settings {
         layout: Layout {
             run_dir: config.ovs.run_dir.clone(),
             db_dir: config.ovs.db_dir.clone(),
@@ -81,15 +144,26 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         nice: outcome.nice,
         proc_root: paths.kernel.proc.clone(),
         timing: config.supervisor.clone(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    runtime.block_on(async {
-        let shutdown = shutdown_signals().map_err(Error::Runtime)?;
-        Ok(supervisor::run(settings, shutdown).await?)
-    })
+        stamp_external_ids: vec![(DATAPATH_KEY.into(), outcome.datapath.to_string())],
+        stamp_other_config: other_config,
+    }
+}
+
+/// The config file, re-read on SIGHUP.
+struct FileSource {
+    path: Option<PathBuf>,
+    datapath: Datapath,
+    running: Config,
+}
+
+impl DesiredSource for FileSource {
+    fn reload(&mut self) -> Result<Desired, String> {
+        let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
+        if config.ovs != self.running.ovs || config.supervisor != self.running.supervisor {
+            tracing::warn!("[ovs] and [supervisor] changes take effect at the next start; bridges are applied now");
+        }
+        Ok(Desired::from_config(&config, self.datapath))
+    }
 }
 
 /// Outside a container we are not PID 1: become the reaper of our daemons' orphans anyway, so
@@ -100,27 +174,6 @@ fn become_subreaper() {
             tracing::warn!(%e, "failed to become a child subreaper");
         }
     }
-}
-
-/// SIGTERM and SIGINT, each one a message on the returned channel.
-fn shutdown_signals() -> std::io::Result<supervisor::Shutdown> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::info!(signal = name, "stop requested");
-            if tx.send(()).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(rx)
 }
 
 /// Host roots for preflight, overridable for tests.

@@ -1,0 +1,164 @@
+//! `plan`, `apply` and `status`: one-shot commands against the live OVSDB of the config's
+//! run_dir, for operators and scripts.
+
+use super::{Error, DATAPATH_KEY};
+use crate::config::{Config, DatapathMode};
+use crate::ovsdb::Datum;
+use crate::preflight::{Datapath, KernelPaths};
+use crate::reconcile::{self, Desired, Observed, Session};
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+/// The datapath bridges get by default: what `run` resolved and stamped, else what the config
+/// and the kernel say now (without loading anything).
+fn datapath(config: &Config, observed: &Observed, kernel: &KernelPaths) -> Datapath {
+    let stamped = observed
+        .root
+        .as_ref()
+        .and_then(|(_, row)| row.get("external_ids"))
+        .and_then(|ids| ids.map_get(DATAPATH_KEY))
+        .and_then(|a| a.as_str().map(str::to_string));
+    match (stamped.as_deref(), config.ovs.datapath) {
+        (Some("system"), _) => Datapath::System,
+        (Some("netdev"), _) => Datapath::Netdev,
+        (_, DatapathMode::System) => Datapath::System,
+        (_, DatapathMode::Netdev) => Datapath::Netdev,
+        (_, DatapathMode::Auto) if kernel.sys.join("module/openvswitch").exists() => {
+            Datapath::System
+        }
+        _ => Datapath::Netdev,
+    }
+}
+
+async fn open(config: &Config) -> Result<Session, Error> {
+    Ok(Session::open(&config.ovs.run_dir.join("db.sock"), CONNECT_TIMEOUT).await?)
+}
+
+/// `plan`: what `run` would send now, as text or JSON.
+pub fn plan(config_path: Option<&Path>, kernel: &KernelPaths, as_json: bool) -> Result<(), Error> {
+    let config = Config::load(config_path)?;
+    runtime()?.block_on(async {
+        let session = open(&config).await?;
+        let observed = session.observed();
+        let desired = Desired::from_config(&config, datapath(&config, &observed, kernel));
+        let plan = reconcile::plan(&desired, &observed);
+        let ops = reconcile::operations(&plan, &desired, &observed);
+        if as_json {
+            let out = json!({
+                "changes": plan.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "conflicts": plan.conflicts,
+                "operations": ops.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            print_plan(&plan);
+        }
+        Ok(())
+    })
+}
+
+fn print_plan(plan: &reconcile::Plan) {
+    if plan.is_empty() {
+        println!("no changes: the database matches the config");
+    }
+    for change in &plan.changes {
+        println!("~ {change}");
+    }
+    for conflict in &plan.conflicts {
+        println!("! {conflict}");
+    }
+}
+
+/// `apply`: one reconcile pass, then exit.
+pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Error> {
+    let config = Config::load(config_path)?;
+    runtime()?.block_on(async {
+        let mut session = open(&config).await?;
+        let desired = Desired::from_config(&config, datapath(&config, &session.observed(), kernel));
+        let applied = reconcile::reconcile_once(&mut session, &desired, Duration::from_secs(60)).await?;
+        print_plan(&applied.plan);
+        if let (Some(c), Some(a)) = (applied.committed, applied.applied) {
+            println!(
+                "applied {} operation(s): committed in {:.1} ms, applied by ovs-vswitchd in {:.1} ms",
+                applied.operations,
+                c.as_secs_f64() * 1e3,
+                a.as_secs_f64() * 1e3
+            );
+        }
+        use reconcile::AfterPass;
+        Addresses::new().after_pass(&session, &desired).await;
+        Ok(())
+    })
+}
+
+/// `status`: daemons, bridges and ports (owned or not), drift, interface errors.
+pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Error> {
+    let config = Config::load(config_path)?;
+    for daemon in ["ovsdb-server", "ovs-vswitchd"] {
+        let pidfile = config.ovs.run_dir.join(format!("{daemon}.pid"));
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        let alive = pid.is_some_and(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == daemon)
+        });
+        match (pid, alive) {
+            (Some(p), true) => println!("{daemon}: running (pid {p})"),
+            _ => println!("{daemon}: not running"),
+        }
+    }
+    runtime()?.block_on(async {
+        let session = open(&config).await?;
+        let observed = session.observed();
+        let cfg = |col: &str| {
+            observed
+                .root
+                .as_ref()
+                .and_then(|(_, r)| r.get(col))
+                .and_then(Datum::as_i64)
+                .unwrap_or(0)
+        };
+        println!("next_cfg {} cur_cfg {}", cfg("next_cfg"), cfg("cur_cfg"));
+        for line in reconcile::describe(&observed, &config.ovs.instance) {
+            println!("{line}");
+        }
+        let desired = Desired::from_config(&config, datapath(&config, &observed, kernel));
+        let plan = reconcile::plan(&desired, &observed);
+        if plan.is_empty() {
+            println!("drift: none");
+        } else {
+            println!("drift: {} change(s) pending", plan.changes.len());
+            print_plan(&plan);
+        }
+        for e in reconcile::interface_errors(&observed, &config.ovs.instance) {
+            println!(
+                "error: interface {}: {} (ofport {:?})",
+                e.interface, e.error, e.ofport
+            );
+        }
+        Ok(())
+    })
+}
+
+/// After a pass: addresses and link state of internal ports (filled in with the netlink module).
+pub struct Addresses;
+
+impl Addresses {
+    pub fn new() -> Self {
+        Addresses
+    }
+}
+
+impl reconcile::AfterPass for Addresses {
+    async fn after_pass(&mut self, _session: &Session, _desired: &Desired) {}
+}
