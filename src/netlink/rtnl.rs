@@ -234,3 +234,63 @@ fn cidr_of(message: &AddressMessage) -> Option<IpCidr> {
     let addr = attr(true).or_else(|| attr(false))?;
     IpCidr::new(addr, message.header.prefix_len).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_outside_a_runtime_is_an_error_not_a_panic() {
+        assert!(matches!(Rtnetlink::new(), Err(Error::NoRuntime)));
+    }
+
+    fn message(prefix: u8, attributes: Vec<AddressAttribute>) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.prefix_len = prefix;
+        m.attributes = attributes;
+        m
+    }
+
+    #[test]
+    fn reads_the_local_address_before_the_peer() {
+        let local: IpAddr = "10.1.1.1".parse().unwrap();
+        let peer: IpAddr = "10.1.1.2".parse().unwrap();
+        let ptp = message(
+            32,
+            vec![
+                AddressAttribute::Address(peer),
+                AddressAttribute::Local(local),
+            ],
+        );
+        assert_eq!(cidr_of(&ptp), Some(IpCidr::new(local, 32).unwrap()));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let only = message(64, vec![AddressAttribute::Address(v6)]);
+        assert_eq!(cidr_of(&only), Some(IpCidr::new(v6, 64).unwrap()));
+        assert_eq!(cidr_of(&message(24, vec![])), None);
+    }
+
+    #[test]
+    fn kernel_errors_keep_their_errno() {
+        let mut nack = rtnetlink::packet_core::ErrorMessage::default();
+        nack.code = std::num::NonZeroI32::new(-libc::EEXIST);
+        let err = to_io(rtnetlink::Error::NetlinkError(nack));
+        assert!(is_errno(&err, libc::EEXIST));
+        assert!(!is_errno(
+            &to_io(rtnetlink::Error::RequestFailed),
+            libc::EEXIST
+        ));
+    }
+
+    #[test]
+    fn permission_errors_name_the_flag() {
+        let err = Error::SetUp {
+            device: "mgmt0".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("mgmt0") && text.contains("--cap-add NET_ADMIN"),
+            "{text}"
+        );
+    }
+}
