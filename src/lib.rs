@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod netlink;
 pub mod ovsdb;
 pub mod preflight;
 pub mod reconcile;
