@@ -95,8 +95,13 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
                 a.as_secs_f64() * 1e3
             );
         }
-        use reconcile::AfterPass;
-        Addresses::new().after_pass(&session, &desired).await;
+        match crate::netlink::Rtnetlink::new() {
+            Ok(netlink) => {
+                let record = config.ovs.db_dir.join(super::ADDRESS_RECORD);
+                reconcile::Addresses::new(netlink, record).apply(&desired).await;
+            }
+            Err(e) => tracing::warn!(%e, "internal port addresses not set"),
+        }
         Ok(())
     })
 }
@@ -148,17 +153,4 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         }
         Ok(())
     })
-}
-
-/// After a pass: addresses and link state of internal ports (filled in with the netlink module).
-pub struct Addresses;
-
-impl Addresses {
-    pub fn new() -> Self {
-        Addresses
-    }
-}
-
-impl reconcile::AfterPass for Addresses {
-    async fn after_pass(&mut self, _session: &Session, _desired: &Desired) {}
 }

@@ -73,6 +73,9 @@ pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error>
 /// `apply` and `status`, which do not load modules.
 pub const DATAPATH_KEY: &str = "ovs-appliance-datapath";
 
+/// Where the addresses this appliance put on internal ports are remembered, in db_dir.
+pub const ADDRESS_RECORD: &str = "ovs-appliance-addresses.json";
+
 /// `run`: preflight, then supervise OVS and keep the config applied until SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
@@ -104,15 +107,22 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         let shutdown = signals::shutdown().map_err(Error::Runtime)?;
         let reload = signals::reload().map_err(Error::Runtime)?;
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(0);
-        let hooks = commands::Addresses::new();
-        tokio::spawn(reconcile::watch(
-            watch_settings,
-            desired,
-            source,
-            ready_rx,
-            reload,
-            hooks,
-        ));
+        let record = config.ovs.db_dir.join(ADDRESS_RECORD);
+        match crate::netlink::Rtnetlink::new() {
+            Ok(netlink) => {
+                let hooks = reconcile::Addresses::new(netlink, record);
+                let task =
+                    reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks);
+                tokio::spawn(task);
+            }
+            Err(e) => {
+                tracing::error!(%e, "netlink unavailable: internal port addresses will not be set");
+                let hooks = reconcile::NoHooks;
+                let task =
+                    reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks);
+                tokio::spawn(task);
+            }
+        }
         Ok(supervisor::run(settings, shutdown, ready_tx).await?)
     })
 }

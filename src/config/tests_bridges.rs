@@ -121,15 +121,15 @@ fn each_bad_value_is_named_by_path() {
         ),
         (
             &one_port("name = \"i\"\ntype = \"internal\"\naddresses = [\"10.0.0.1\"]"),
-            "bridges[0].ports[0].addresses[0]: \"10.0.0.1\" has no /prefix",
+            "bridges[0].ports[0].addresses[0]: invalid address \"10.0.0.1\": missing \"/prefix\"",
         ),
         (
             &one_port("name = \"i\"\ntype = \"internal\"\naddresses = [\"10.0.0.1/33\"]"),
-            "\"10.0.0.1/33\" has a prefix longer than the address",
+            "invalid address \"10.0.0.1/33\": prefix 33 is longer than 32",
         ),
         (
             &one_port("name = \"i\"\ntype = \"internal\"\naddresses = [\"10.0.0.300/24\"]"),
-            "\"10.0.0.300/24\" is not an IP address",
+            "invalid address \"10.0.0.300/24\": \"10.0.0.300\" is not an IP address",
         ),
         (
             &one_port("name = \"b\"\ninterfaces = [\"eth1\"]"),

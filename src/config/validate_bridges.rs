@@ -176,11 +176,8 @@ fn port_fields(port: &Port, path: &str, errors: &mut Errors) {
     }
     vlan(port.vlan.as_ref(), path, errors);
     for (i, address) in port.addresses.iter().enumerate() {
-        if let Err(why) = cidr(address) {
-            errors.push(
-                format!("{path}.addresses[{i}]"),
-                format!("\"{address}\" {why}"),
-            );
+        if let Err(e) = address.parse::<crate::netlink::IpCidr>() {
+            errors.push(format!("{path}.addresses[{i}]"), e.to_string());
         }
     }
     if let Some(mtu) = port.mtu.filter(|m| !(68..=65535).contains(m)) {
@@ -206,20 +203,6 @@ fn vlan(vlan: Option<&Vlan>, path: &str, errors: &mut Errors) {
         }
         None => {}
     }
-}
-
-/// "192.0.2.1/24" or "2001:db8::1/64".
-fn cidr(text: &str) -> Result<(), &'static str> {
-    let (addr, prefix) = text.split_once('/').ok_or("has no /prefix")?;
-    let addr: IpAddr = addr.parse().map_err(|_| "is not an IP address")?;
-    let prefix: u8 = prefix
-        .parse()
-        .map_err(|_| "has a prefix that is not a number")?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err("has a prefix longer than the address");
-    }
-    Ok(())
 }
 
 /// Every patch port's peer exists, is a patch port, and names it back.

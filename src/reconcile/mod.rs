@@ -5,6 +5,7 @@
 //! Owns the rows it marks with `external_ids:ovs-appliance-owner`; never changes any other row.
 //! Talks to ovsdb-server (and the kernel for internal port addresses), never to processes.
 
+mod addresses;
 mod apply;
 mod model;
 mod plan;
@@ -13,6 +14,7 @@ mod status;
 mod txn;
 mod watch;
 
+pub use addresses::{Addresses, NoHooks};
 pub use apply::{reconcile_once, Applied};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};

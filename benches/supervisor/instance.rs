@@ -1,0 +1,292 @@
+//! One OVS instance of the bench and everything it started, cleaned up in Drop; the process
+//! helpers. Only processes this bench started are signalled: an appliance it spawned, launchers
+//! it spawned, and daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::Signal;
+
+use crate::{BIN, HAND_LAUNCH, OVSDB, OVS_CTL, START_TIMEOUT, VSWITCHD};
+
+/// One OVS instance: temp run/db dirs, its own network namespace (none for ovs-ctl, which makes
+/// an anonymous one), and what was started for it. Drop stops the appliance (SIGTERM, then
+/// SIGKILL), kills leftover launchers, then the daemons its pidfiles name, then the namespace.
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub appliance: Option<Child>,
+    pub launchers: Vec<Child>,
+    pub netns: Option<Netns>,
+}
+
+impl Instance {
+    pub fn new(with_netns: bool) -> Result<Instance> {
+        let dir = tempfile::Builder::new().prefix("ovsa-bench-").tempdir()?;
+        for sub in ["run", "db", "etc", "log"] {
+            fs::create_dir(dir.path().join(sub))?;
+        }
+        let netns = if with_netns {
+            Some(Netns::new()?)
+        } else {
+            None
+        };
+        Ok(Instance {
+            dir,
+            appliance: None,
+            launchers: Vec::new(),
+            netns,
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.path("run")
+    }
+    pub fn db_sock(&self) -> PathBuf {
+        self.path("run/db.sock")
+    }
+    pub fn ns(&self) -> Result<&str> {
+        Ok(&self.netns.as_ref().context("instance has no netns")?.name)
+    }
+    pub fn netns_path(&self) -> Result<PathBuf> {
+        Ok(Path::new("/run/netns").join(self.ns()?))
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    pub fn log_to(&self, cmd: &mut Command, name: &str) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Ok(())
+    }
+
+    /// `ovs-appliance run` in the namespace; the config sets the paths, the netdev datapath and
+    /// `extra` (TOML), and nothing else.
+    pub fn appliance_command(&self, extra: &str) -> Result<Command> {
+        let config = format!(
+            "[ovs]\nrun_dir = \"{}\"\ndb_dir = \"{}\"\ndatapath = \"netdev\"\n{extra}",
+            self.run_dir().display(),
+            self.path("db").display()
+        );
+        fs::write(self.path("config.toml"), config)?;
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            self.ns()?,
+            BIN,
+            "--log-format",
+            "json",
+            "run",
+        ])
+        .arg("--config")
+        .arg(self.path("config.toml"));
+        Ok(cmd)
+    }
+
+    /// `ovs-ctl start` in a mount and network namespace of its own, our dirs bound over its
+    /// fixed paths; the namespaces die with the daemons.
+    pub fn ovs_ctl_command(&self) -> Command {
+        let d = self.dir.path().display();
+        let script = format!(
+            "mount --bind {d}/run /var/run/openvswitch && mount --bind {d}/etc /etc/openvswitch \
+             && mount --bind {d}/log /var/log/openvswitch && exec {OVS_CTL} start --system-id=random"
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "-n", "--propagation", "private", "sh", "-c", &script]);
+        cmd
+    }
+
+    /// benches/hand-launch.sh in the namespace.
+    pub fn hand_command(&self) -> Result<Command> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.ns()?, "bash", HAND_LAUNCH])
+            .arg(self.run_dir())
+            .arg(self.path("db"));
+        Ok(cmd)
+    }
+
+    /// The respawn by hand: the vswitchd line of hand-launch.sh, spawned by the bench itself.
+    pub fn vswitchd_by_hand(&self) -> Result<Command> {
+        let run = self.run_dir();
+        let mut cmd = Command::new(VSWITCHD);
+        cmd.arg(format!("unix:{}", self.db_sock().display()))
+            .arg("--mlockall")
+            .arg(format!("--pidfile={}/{VSWITCHD}.pid", run.display()))
+            .args(["--detach", "--no-chdir"])
+            .arg(format!("--log-file={}/{VSWITCHD}.log", run.display()))
+            .env("OVS_RUNDIR", &run)
+            .env("OVS_DBDIR", self.path("db"))
+            .env("OVS_LOGDIR", &run);
+        self.log_to(&mut cmd, "respawn.log")?;
+        Ok(cmd)
+    }
+
+    /// Waits for every launcher (script, ovs-ctl, a detaching daemon's parent) to exit, and
+    /// checks each succeeded.
+    pub fn wait_launchers(&mut self) -> Result<()> {
+        for mut child in self.launchers.drain(..) {
+            let status = wait_for(START_TIMEOUT, || child.try_wait().ok().flatten())
+                .context("launcher did not exit")?;
+            ensure!(status.success(), "launcher failed: {status}");
+        }
+        Ok(())
+    }
+
+    /// A line of /proc/<appliance>/status in KiB (VmRSS, VmHWM).
+    pub fn appliance_status(&self, key: &str) -> Result<u64> {
+        let pid = self.appliance.as_ref().context("no appliance")?.id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        ensure!(
+            comm(pid as i32).as_deref() == Some("ovs-appliance"),
+            "pid {pid} is not ovs-appliance"
+        );
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .with_context(|| format!("{key} not in /proc/{pid}/status"))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut app) = self.appliance.take() {
+            // The orderly stop (vswitchd `exit`, then ovsdb-server) is what a container gets.
+            let _ = signal(app.id() as i32, Signal::SIGTERM);
+            if wait_for(Duration::from_secs(15), || app.try_wait().ok().flatten()).is_none() {
+                let _ = app.kill();
+                let _ = app.wait();
+            }
+        }
+        for mut child in self.launchers.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for daemon in [VSWITCHD, OVSDB] {
+            kill_daemon(&self.run_dir(), daemon);
+        }
+    }
+}
+
+/// SIGKILL to the daemon our pidfile names, if /proc says it is that program, and first to its
+/// parent when that is an ovs-ctl `--monitor` process (which would restart it).
+pub fn kill_daemon(run_dir: &Path, daemon: &str) {
+    let Some(pid) = live_pid(run_dir, daemon) else {
+        return;
+    };
+    if let Some(ppid) = stat(pid).map(|s| s.1) {
+        if comm(ppid).as_deref() == Some("monitor") {
+            let _ = signal(ppid, Signal::SIGKILL);
+        }
+    }
+    let _ = signal(pid, Signal::SIGKILL);
+    let gone = || (!matches!(stat(pid), Some((state, _)) if state != 'Z')).then_some(());
+    if wait_for(Duration::from_secs(5), gone).is_none() {
+        eprintln!("warning: {daemon} {pid} still alive after SIGKILL");
+    }
+}
+
+/// A network namespace `ovsa-bench-<our pid>-<n>`, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Result<Netns> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ovsa-bench-{}-{n}", std::process::id());
+        let out = run(
+            Command::new("ip").args(["netns", "add", &name]),
+            Duration::from_secs(10),
+        )?;
+        ensure!(out.status.success(), "ip netns add {name}: {out:?}");
+        Ok(Netns { name })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let del = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        if !del.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: ip netns del {} failed", self.name);
+        }
+    }
+}
+
+pub fn signal(pid: i32, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .with_context(|| format!("kill -{sig} {pid}"))
+}
+
+pub fn comm(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
+/// (state, ppid) from /proc/<pid>/stat.
+pub fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let mut fields = text.get(text.rfind(')')? + 2..)?.split(' ');
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+pub fn read_pid(pidfile: &Path) -> Option<i32> {
+    fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
+/// The pid in `<run_dir>/<daemon>.pid` when that process is alive and is `daemon`.
+pub fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
+    let pid = read_pid(&run_dir.join(format!("{daemon}.pid")))?;
+    let alive = matches!(stat(pid), Some((state, _)) if state != 'Z');
+    (alive && comm(pid).as_deref() == Some(daemon)).then_some(pid)
+}
+
+/// Runs a command to its end, killed after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {cmd:?}"))?;
+    if wait_for(timeout, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{cmd:?} did not finish within {timeout:?}");
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Polls `f` every 5 ms until it returns Some, or None after `timeout`. Not for timed paths.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

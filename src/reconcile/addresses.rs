@@ -1,0 +1,246 @@
+//! Internal ports' addresses and link state, after each pass: the addresses the config names are
+//! set, the link is brought up, and addresses this appliance added earlier that the config no
+//! longer names are removed. Addresses put there by anyone else are left alone.
+//!
+//! What the appliance added is remembered in `<db_dir>/ovs-appliance-addresses.json`, next to the
+//! database, so a restart does not forget it.
+
+use super::model::{Desired, DesiredPort};
+use super::session::Session;
+use super::watch::AfterPass;
+use crate::netlink::{address_changes, IpCidr, Netlink};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tracing::{debug, info, warn};
+
+/// Device name -> addresses this appliance added to it.
+type Record = BTreeMap<String, Vec<IpCidr>>;
+
+pub struct Addresses<N: Netlink> {
+    netlink: N,
+    record_path: PathBuf,
+    record: Record,
+}
+
+impl<N: Netlink> Addresses<N> {
+    pub fn new(netlink: N, record_path: PathBuf) -> Self {
+        let record = std::fs::read_to_string(&record_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<BTreeMap<String, Vec<String>>>(&text).ok())
+            .map(|raw| {
+                raw.into_iter()
+                    .map(|(dev, addrs)| {
+                        (dev, addrs.iter().filter_map(|a| a.parse().ok()).collect())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            netlink,
+            record_path,
+            record,
+        }
+    }
+
+    /// Brings every configured internal port to its addresses and up. Devices that do not
+    /// exist yet are skipped (the next pass tries again).
+    pub async fn apply(&mut self, desired: &Desired) {
+        let before = self.record.clone();
+        let mut seen = Vec::new();
+        let mut ports: Vec<&DesiredPort> = Vec::new();
+        for bridge in desired.bridges.values() {
+            // The bridge's own port is left as OVS makes it.
+            ports.extend(
+                bridge
+                    .ports
+                    .values()
+                    .filter(|p| p.name != bridge.name && is_internal(p)),
+            );
+        }
+        for port in ports {
+            seen.push(port.name.clone());
+            if let Err(e) = self.device(port).await {
+                match e {
+                    crate::netlink::Error::NoSuchDevice { .. } => {
+                        debug!(device = %port.name, "{e}")
+                    }
+                    _ => warn!(device = %port.name, "{e}"),
+                }
+            }
+        }
+        // Ports no longer configured: OVS removed their devices, and our addresses with them.
+        self.record.retain(|dev, _| seen.contains(dev));
+        if self.record != before {
+            self.save();
+        }
+    }
+
+    async fn device(&mut self, port: &DesiredPort) -> Result<(), crate::netlink::Error> {
+        let dev = port.name.as_str();
+        let wanted: Vec<IpCidr> = port
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let present = self.netlink.addresses(dev).await?;
+        let ours = self.record.get(dev).cloned().unwrap_or_default();
+        let (add, remove) = address_changes(&wanted, &present, &ours);
+        // Removals first: the kernel keeps one prefix length per IPv6 address on a device.
+        for addr in &remove {
+            self.netlink.del_address(dev, addr).await?;
+            info!(device = dev, address = %addr, "removed an address the config no longer names");
+        }
+        for addr in &add {
+            self.netlink.add_address(dev, addr).await?;
+            info!(device = dev, address = %addr, "added address");
+        }
+        let mut now: Vec<IpCidr> = ours.into_iter().filter(|a| wanted.contains(a)).collect();
+        now.extend(add);
+        now.sort();
+        now.dedup();
+        if now.is_empty() {
+            self.record.remove(dev);
+        } else {
+            self.record.insert(dev.to_string(), now);
+        }
+        if !self.netlink.is_up(dev).await? {
+            self.netlink.set_up(dev).await?;
+            info!(device = dev, "link set up");
+        }
+        Ok(())
+    }
+
+    fn save(&self) {
+        let raw: BTreeMap<&String, Vec<String>> = self
+            .record
+            .iter()
+            .map(|(dev, addrs)| (dev, addrs.iter().map(ToString::to_string).collect()))
+            .collect();
+        let text = serde_json::to_string_pretty(&raw).unwrap_or_default();
+        let tmp = self.record_path.with_extension("json.tmp");
+        let written =
+            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.record_path));
+        if let Err(e) = written {
+            warn!(path = %self.record_path.display(), %e, "failed to record the addresses this appliance added");
+        }
+    }
+
+    pub fn netlink(&self) -> &N {
+        &self.netlink
+    }
+}
+
+fn is_internal(port: &DesiredPort) -> bool {
+    port.interfaces.len() == 1
+        && port
+            .interfaces
+            .values()
+            .all(|row| row.get("type").and_then(|t| t.as_str()) == Some("internal"))
+}
+
+impl<N: Netlink> AfterPass for Addresses<N> {
+    async fn after_pass(&mut self, _session: &Session, desired: &Desired) {
+        self.apply(desired).await;
+    }
+}
+
+/// For runs without netlink (it could not be opened): nothing after a pass.
+pub struct NoHooks;
+
+impl AfterPass for NoHooks {
+    async fn after_pass(&mut self, _session: &Session, _desired: &Desired) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::netlink::{Call, FakeNetlink};
+    use crate::preflight::Datapath;
+
+    fn desired(addresses: &str) -> Desired {
+        let toml = format!(
+            "[[bridges]]\nname = \"br0\"\n[[bridges.ports]]\nname = \"mgmt0\"\ntype = \"internal\"\naddresses = [{addresses}]\n[[bridges.ports]]\nname = \"eth1\"\n"
+        );
+        let config = Config::from_toml(&toml, std::path::Path::new("t")).unwrap();
+        Desired::from_config(&config, Datapath::Netdev)
+    }
+
+    fn cidr(s: &str) -> IpCidr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn sets_addresses_brings_up_and_removes_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("addresses.json");
+        let fake = FakeNetlink::new();
+        fake.add_device("mgmt0");
+        fake.put_address("mgmt0", &cidr("198.51.100.5/24"));
+        let mut hook = Addresses::new(fake, record.clone());
+        hook.apply(&desired("\"192.0.2.1/24\", \"2001:db8::1/64\""))
+            .await;
+        assert_eq!(
+            hook.netlink().take_calls(),
+            [
+                Call::AddAddress {
+                    device: "mgmt0".into(),
+                    addr: cidr("192.0.2.1/24")
+                },
+                Call::AddAddress {
+                    device: "mgmt0".into(),
+                    addr: cidr("2001:db8::1/64")
+                },
+                Call::SetUp {
+                    device: "mgmt0".into()
+                },
+            ]
+        );
+        // Applied again: nothing to do.
+        hook.apply(&desired("\"192.0.2.1/24\", \"2001:db8::1/64\""))
+            .await;
+        assert!(hook.netlink().take_calls().is_empty());
+
+        // A new appliance process reads what the old one added, and removes only that.
+        let fake = FakeNetlink::new();
+        fake.add_device("mgmt0");
+        for a in ["198.51.100.5/24", "192.0.2.1/24", "2001:db8::1/64"] {
+            fake.put_address("mgmt0", &cidr(a));
+        }
+        let mut hook = Addresses::new(fake, record.clone());
+        hook.apply(&desired("\"192.0.2.1/24\"")).await;
+        let calls = hook.netlink().take_calls();
+        assert!(
+            calls.contains(&Call::DelAddress {
+                device: "mgmt0".into(),
+                addr: cidr("2001:db8::1/64")
+            }),
+            "{calls:?}"
+        );
+        assert!(!calls.iter().any(
+            |c| matches!(c, Call::DelAddress { addr, .. } if *addr == cidr("198.51.100.5/24"))
+        ));
+        let saved = std::fs::read_to_string(&record).unwrap();
+        assert!(
+            saved.contains("192.0.2.1/24") && !saved.contains("2001:db8"),
+            "{saved}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_device_is_retried_later_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hook = Addresses::new(FakeNetlink::new(), dir.path().join("a.json"));
+        hook.apply(&desired("\"192.0.2.1/24\"")).await;
+        hook.netlink().add_device("mgmt0");
+        hook.apply(&desired("\"192.0.2.1/24\"")).await;
+        let calls = hook.netlink().take_calls();
+        assert!(
+            calls.contains(&Call::AddAddress {
+                device: "mgmt0".into(),
+                addr: cidr("192.0.2.1/24")
+            }),
+            "{calls:?}"
+        );
+    }
+}
