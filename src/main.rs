@@ -82,7 +82,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.log_format);
+    // `run` logs to stdout (one stream for `docker logs`); the other commands print their
+    // answer there, so their logs go to stderr.
+    let to_stdout = matches!(cli.command, None | Some(Command::Run));
+    init_tracing(cli.log_format, to_stdout);
     let r = cli.roots;
     let paths = app::host_paths(
         r.sys_root,
@@ -113,12 +116,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, to_stdout: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OVS_APPLIANCE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer =
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+            if to_stdout {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .with_ansi(false);
     match format {
         LogFormat::Text => builder.init(),

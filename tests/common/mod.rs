@@ -5,6 +5,8 @@
 //! only processes this harness started (or that name our temp run_dir) are ever signalled.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -28,6 +30,9 @@ pub fn require_real_ovs() -> bool {
         "ovs-appctl",
         "ip",
         "capsh",
+        "ping",
+        "iperf3",
+        "ethtool",
     ] {
         if !on_path(bin) {
             missing.push(format!("{bin} not on PATH"));
