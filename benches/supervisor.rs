@@ -8,10 +8,16 @@
 //! dirs, and only processes this bench started are killed, by the pids in its own pidfiles,
 //! checked against /proc/<pid>/comm. Guards clean up on error, panic and Ctrl-C.
 
+// A bench's root file looks for modules beside itself; these live in benches/supervisor/.
+#[path = "supervisor/cold.rs"]
 mod cold;
+#[path = "supervisor/instance.rs"]
 mod instance;
+#[path = "supervisor/probe.rs"]
 mod probe;
+#[path = "supervisor/report.rs"]
 mod report;
+#[path = "supervisor/restart.rs"]
 mod restart;
 
 use std::fs;

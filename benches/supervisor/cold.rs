@@ -1,5 +1,5 @@
-//! 1. Cold start on a fresh, empty database: `ovs-appliance run`, `ovs-ctl start` and the
-//! hand-written script, alternating, each from just before its launcher is spawned until the
+//! Measure 1, cold start on a fresh, empty database: `ovs-appliance run`, `ovs-ctl start` and
+//! the hand-written script, alternating, each from just before its launcher is spawned until the
 //! database answers and vswitchd has connected (`probe::until_ready`).
 
 use std::time::{Duration, Instant, SystemTime};

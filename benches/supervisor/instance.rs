@@ -210,7 +210,7 @@ impl Netns {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("ovsa-bench-{}-{n}", std::process::id());
-        let out = run(
+        let out = run_to_end(
             Command::new("ip").args(["netns", "add", &name]),
             Duration::from_secs(10),
         )?;
@@ -262,7 +262,7 @@ pub fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
 }
 
 /// Runs a command to its end, killed after `timeout`.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

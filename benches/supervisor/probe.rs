@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +13,7 @@ use anyhow::{ensure, Result};
 use ovs_appliance::ovsdb::Client;
 use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::instance::read_pid;
 use crate::{START_TIMEOUT, VSWITCHD};
@@ -103,9 +104,26 @@ pub fn pidfd(pid: i32) -> Result<OwnedFd> {
 
 /// When the process behind `fd` exited (both clocks).
 pub async fn exited(fd: OwnedFd) -> Result<(Instant, SystemTime)> {
-    let fd = AsyncFd::new(fd)?;
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for as
+    // long as it is registered.
+    let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
     let _ready = tokio::time::timeout(START_TIMEOUT, fd.readable()).await??;
     Ok((Instant::now(), SystemTime::now()))
+}
+
+/// Blocks this thread until the process behind `fd` has exited.
+pub fn wait_exit(fd: &OwnedFd) -> Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let timeout_ms = START_TIMEOUT.as_millis() as libc::c_int;
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call, and the count is 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    ensure!(n == 1, "process did not exit: poll returned {n}");
+    Ok(())
 }
 
 /// The first line of the appliance's JSON log after byte `offset` with this message (and this

@@ -1,16 +1,18 @@
-//! 2. kill -9 of ovs-vswitchd with 100 internal ports on a netdev bridge: under the appliance
-//! (noticed, and back), and by hand (the bench kills and respawns it at once); 3. the
-//! supervisor's resident memory, idle and after the restarts. The two instances alternate.
+//! Measures 2 and 3: kill -9 of ovs-vswitchd with 100 internal ports on a netdev bridge, under
+//! the appliance (noticed, and back) and by hand (the bench kills and respawns it at once), the
+//! two alternating; the supervisor's resident memory, idle and after the restarts.
 
 use std::fs::{self, File};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::instance::{live_pid, run, signal, wait_for, Instance};
+use crate::instance::{live_pid, run_to_end, signal, wait_for, Instance};
 use crate::probe;
 use crate::report::{median, ms, Row};
 use crate::{Bench, VSWITCHD};
@@ -137,7 +139,7 @@ fn add_ports(inst: &Instance) -> Result<()> {
         cmd.args(["--", "add-port", "br0", &p]);
         cmd.args(["--", "set", "interface", &p, "type=internal"]);
     }
-    let out = run(&mut cmd, Duration::from_secs(90))?;
+    let out = run_to_end(&mut cmd, Duration::from_secs(90))?;
     ensure!(out.status.success(), "ovs-vsctl add-br/add-port: {out:?}");
     Ok(())
 }
@@ -151,13 +153,7 @@ fn appliance_restart(b: &Bench, app: &Instance, k: &mut Kill) -> Result<()> {
     let wall = SystemTime::now();
     let t0 = Instant::now();
     signal(old, Signal::SIGKILL)?;
-    let (exited, up) = b.rt.block_on(async {
-        tokio::join!(
-            probe::exited(pidfd),
-            probe::until_new_vswitchd(&app.run_dir(), old, &b.stop)
-        )
-    });
-    let ((exited, exited_wall), up) = (exited?, up?);
+    let ((exited, exited_wall), up) = exit_and_return(b, &app.run_dir(), old, pidfd)?;
     let message = "daemon failed; restarting";
     let logged = wait_for(Duration::from_secs(5), || {
         probe::logged(&log, offset, message, Some(VSWITCHD))
@@ -174,8 +170,9 @@ fn appliance_restart(b: &Bench, app: &Instance, k: &mut Kill) -> Result<()> {
     Ok(())
 }
 
-/// kill -9 of the by-hand vswitchd and an immediate respawn by the bench, as a person or a
-/// script would.
+/// kill -9 of the by-hand vswitchd and a respawn by the bench the moment the old one has exited,
+/// the best a person or a script can do: a respawn before that exit aborts with "already running"
+/// (the dying process still holds the pidfile's lock while the kernel closes its 100 taps).
 fn hand_restart(b: &Bench, inst: &mut Instance, k: &mut Kill) -> Result<()> {
     let old = live_pid(&inst.run_dir(), VSWITCHD).context("by-hand vswitchd not running")?;
     let netns = File::open(inst.netns_path()?)?;
@@ -183,27 +180,25 @@ fn hand_restart(b: &Bench, inst: &mut Instance, k: &mut Kill) -> Result<()> {
     let pidfd = probe::pidfd(old)?;
     // A thread of our own enters the namespace and takes nice -10 (both are per thread on Linux,
     // and the child inherits them), so the respawn is one spawn, like the appliance's.
-    let (t0, child) = std::thread::scope(|s| {
-        s.spawn(|| -> Result<(Instant, Child)> {
+    let (t0, exited, child) = std::thread::scope(|s| {
+        s.spawn(|| -> Result<(Instant, Instant, Child)> {
             nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
             // SAFETY: setpriority takes no pointers; with who = 0 it sets this thread's nice.
             let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
             ensure!(rc == 0, "setpriority: {}", std::io::Error::last_os_error());
             let t0 = Instant::now();
             signal(old, Signal::SIGKILL)?;
-            Ok((t0, cmd.spawn()?))
+            probe::wait_exit(&pidfd)?;
+            let exited = Instant::now();
+            Ok((t0, exited, cmd.spawn()?))
         })
         .join()
         .expect("respawn thread panicked")
     })?;
     inst.launchers.push(child);
-    let (exited, up) = b.rt.block_on(async {
-        tokio::join!(
-            probe::exited(pidfd),
-            probe::until_new_vswitchd(&inst.run_dir(), old, &b.stop)
-        )
-    });
-    let ((exited, _), up) = (exited?, up?);
+    let up =
+        b.rt.block_on(probe::until_new_vswitchd(&inst.run_dir(), old, &b.stop))
+            .with_context(|| inst.log("respawn.log"))?;
     k.exited.push(ms(exited - t0));
     k.up.push(ms(up - t0));
     let new = live_pid(&inst.run_dir(), VSWITCHD).context("respawned vswitchd gone")?;
@@ -215,4 +210,20 @@ fn hand_restart(b: &Bench, inst: &mut Instance, k: &mut Kill) -> Result<()> {
         inst.ns()?
     );
     inst.wait_launchers()
+}
+
+/// Waits, together, for the old vswitchd to exit and for the appliance's new one to answer.
+fn exit_and_return(
+    b: &Bench,
+    run_dir: &Path,
+    old: i32,
+    pidfd: OwnedFd,
+) -> Result<((Instant, SystemTime), Instant)> {
+    let (exited, up) = b.rt.block_on(async {
+        tokio::join!(
+            probe::exited(pidfd),
+            probe::until_new_vswitchd(run_dir, old, &b.stop)
+        )
+    });
+    Ok((exited?, up?))
 }
