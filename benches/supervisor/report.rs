@@ -82,24 +82,32 @@ pub struct Machine {
     debian: String,
     ovs: String,
     load: String,
+    commit: String,
 }
 
 pub fn machine() -> Machine {
-    let ovs = Command::new(VSWITCHD)
-        .arg("--version")
-        .output()
-        .map(|o| {
-            let text = String::from_utf8_lossy(&o.stdout);
-            text.lines().next().unwrap_or("").to_string()
-        })
-        .unwrap_or_default();
     Machine {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel: read("/proc/sys/kernel/osrelease"),
         debian: read("/etc/debian_version"),
-        ovs,
+        ovs: first_line(Command::new(VSWITCHD).arg("--version")),
         load: read("/proc/loadavg"),
+        commit: first_line(
+            Command::new("git")
+                .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe"])
+                .args(["--always", "--dirty"]),
+        ),
     }
+}
+
+/// The first line a command prints, or "" (for the report's header only).
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.lines().next().unwrap_or("").to_string()
+        })
+        .unwrap_or_default()
 }
 
 fn read(path: &str) -> String {
@@ -115,7 +123,7 @@ pub fn print(m: &Machine, runs: usize, rows: &[Row], steps: &[Row]) {
         .unwrap_or_default();
     println!("\n## ovs-appliance supervisor bench\n");
     println!("- command: `{env}cargo bench --bench supervisor` ({runs} runs of each)");
-    println!("- binary: {BIN}");
+    println!("- binary: {BIN}, built from commit {}", m.commit);
     println!(
         "- machine: {} cores (nproc), kernel {}, Debian {}, {}",
         m.cores, m.kernel, m.debian, m.ovs
