@@ -59,6 +59,7 @@ fn main() -> Result<()> {
             .build()?,
         runs,
         stop,
+        root: tempfile::Builder::new().prefix("ovsa-bench-").tempdir()?,
     };
     let machine = report::machine();
     let created = host_dirs_for_ovs_ctl()?;
@@ -71,8 +72,15 @@ fn main() -> Result<()> {
         // Only if still empty: another session may have started using it meanwhile.
         let _ = fs::remove_dir(dir);
     }
+    let (left, netns) = (instance::leftovers(bench.root()), instance::netns_left());
+    let clean = left.is_empty() && netns.is_empty();
+    if !clean {
+        eprintln!("left behind: processes {left:?}, namespaces {netns:?}");
+    }
     let (rows, steps) = result?;
     report::print(&machine, runs, &rows, &steps);
+    ensure!(clean, "cleanup failed");
+    println!("\nCleanup check: no process of this run is left, nor any of its namespaces.");
     Ok(())
 }
 
@@ -80,9 +88,15 @@ struct Bench {
     rt: tokio::runtime::Runtime,
     runs: usize,
     stop: Arc<AtomicBool>,
+    /// /tmp/ovsa-bench-XXXX: every instance's dirs are under it.
+    root: tempfile::TempDir,
 }
 
 impl Bench {
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+
     fn interrupted(&self) -> Result<()> {
         ensure!(!self.stop.load(Ordering::Relaxed), "interrupted");
         Ok(())

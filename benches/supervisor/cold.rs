@@ -61,7 +61,7 @@ pub fn run(b: &Bench) -> Result<(Vec<Row>, Vec<Row>)> {
 
 /// One cold start; for the appliance also its steps from its JSON log (ms after spawn).
 fn start(b: &Bench, how: Launch) -> Result<(Duration, Vec<f64>)> {
-    let mut inst = Instance::new(how != Launch::OvsCtl)?;
+    let mut inst = Instance::new(b.root(), how != Launch::OvsCtl)?;
     let mut cmd = match how {
         Launch::Appliance => inst.appliance_command("")?,
         Launch::OvsCtl => inst.ovs_ctl_command(),

@@ -1,8 +1,10 @@
 //! One OVS instance of the bench and everything it started, cleaned up in Drop; the process
 //! helpers. Only processes this bench started are signalled: an appliance it spawned, launchers
-//! it spawned, and daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches.
+//! it spawned, daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches, and
+//! what ovs-ctl left in the namespaces it was started in.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,8 +26,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(with_netns: bool) -> Result<Instance> {
-        let dir = tempfile::Builder::new().prefix("ovsa-bench-").tempdir()?;
+    /// A fresh instance in a temp dir under `root`, with a named netns when `with_netns`.
+    pub fn new(root: &Path, with_netns: bool) -> Result<Instance> {
+        let dir = tempfile::Builder::new().prefix("i").tempdir_in(root)?;
         for sub in ["run", "db", "etc", "log"] {
             fs::create_dir(dir.path().join(sub))?;
         }
@@ -176,10 +179,62 @@ impl Drop for Instance {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if self.netns.is_none() {
+            self.kill_ovs_ctl_namespace();
+        }
         for daemon in [VSWITCHD, OVSDB] {
             kill_daemon(&self.run_dir(), daemon);
         }
     }
+}
+
+impl Instance {
+    /// ovs-ctl runs `set_hostname &` (`hostname -f`, then an ovs-vsctl without a timeout) after
+    /// it returns; once ovsdb-server is gone that ovs-vsctl would retry forever. So everything in
+    /// ovs-ctl's own namespaces, found through its daemons, is killed: monitors first.
+    fn kill_ovs_ctl_namespace(&self) {
+        let ours = ns_of(std::process::id() as i32);
+        let member = [OVSDB, VSWITCHD]
+            .into_iter()
+            .find_map(|d| live_pid(&self.run_dir(), d));
+        let Some(ns) = member.and_then(ns_of) else {
+            return;
+        };
+        // Never the namespaces we (and the rest of the machine) run in.
+        if ours.is_none_or(|o| o.0 == ns.0 || o.1 == ns.1) {
+            return;
+        }
+        for _ in 0..100 {
+            let mut members: Vec<i32> = all_pids().filter(|p| ns_of(*p) == Some(ns)).collect();
+            if members.is_empty() {
+                return;
+            }
+            members.sort_by_key(|p| comm(*p).as_deref() != Some("monitor"));
+            for pid in members {
+                let _ = signal(pid, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: processes left in ovs-ctl's namespaces");
+    }
+}
+
+/// (network, mount) namespace inodes of a live process; None for a zombie or a gone one.
+fn ns_of(pid: i32) -> Option<(u64, u64)> {
+    let ino = |kind: &str| {
+        fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+            .ok()
+            .map(|m| m.ino())
+    };
+    Some((ino("net")?, ino("mnt")?))
+}
+
+fn all_pids() -> impl Iterator<Item = i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
 }
 
 /// SIGKILL to the daemon our pidfile names, if /proc says it is that program, and first to its
@@ -198,6 +253,18 @@ pub fn kill_daemon(run_dir: &Path, daemon: &str) {
     if wait_for(Duration::from_secs(5), gone).is_none() {
         eprintln!("warning: {daemon} {pid} still alive after SIGKILL");
     }
+}
+
+/// Named namespaces of this run that still exist.
+pub fn netns_left() -> Vec<String> {
+    let ours = format!("ovsa-bench-{}-", std::process::id());
+    fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&ours))
+        .collect()
 }
 
 /// A network namespace `ovsa-bench-<our pid>-<n>`, deleted on drop.
@@ -289,4 +356,17 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Processes still naming `root` (this run's temp dir) in their command line or their mounts.
+pub fn leftovers(root: &Path) -> Vec<i32> {
+    let root = root.to_string_lossy().into_owned();
+    let mentions = |pid: i32, file: &str| {
+        fs::read(format!("/proc/{pid}/{file}"))
+            .is_ok_and(|b| String::from_utf8_lossy(&b).contains(&root))
+    };
+    all_pids()
+        .filter(|p| matches!(stat(*p), Some((state, _)) if state != 'Z'))
+        .filter(|p| mentions(*p, "cmdline") || mentions(*p, "mountinfo"))
+        .collect()
 }

@@ -42,7 +42,7 @@ struct Kill {
 }
 
 pub fn run(b: &Bench) -> Result<Vec<Row>> {
-    let mut app = Instance::new(true)?;
+    let mut app = Instance::new(b.root(), true)?;
     let mut cmd = app.appliance_command(RESTART_CONFIG)?;
     app.log_to(&mut cmd, "launcher.log")?;
     let started = Instant::now();
@@ -51,7 +51,7 @@ pub fn run(b: &Bench) -> Result<Vec<Row>> {
         .with_context(|| app.log("launcher.log"))?;
 
     // While the appliance idles, the by-hand instance is set up in its own namespace.
-    let mut hand = Instance::new(true)?;
+    let mut hand = Instance::new(b.root(), true)?;
     let mut cmd = hand.hand_command()?;
     hand.log_to(&mut cmd, "launcher.log")?;
     hand.launchers.push(cmd.spawn()?);
@@ -162,8 +162,11 @@ fn appliance_restart(b: &Bench, app: &Instance, k: &mut Kill) -> Result<()> {
     let after = |t: SystemTime, from: SystemTime| t.duration_since(from).map(ms);
     k.logged
         .push(after(logged, wall).context("log line before the kill")?);
-    // The two clocks are read microseconds apart; allow for that.
-    let since_exit = after(logged, exited_wall).unwrap_or(0.0);
+    // Signed: under load our own pidfd wakeup can come after the appliance's log line.
+    let since_exit = match logged.duration_since(exited_wall) {
+        Ok(d) => ms(d),
+        Err(e) => -ms(e.duration()),
+    };
     k.logged_after_exit.push(since_exit);
     k.exited.push(ms(exited - t0));
     k.up.push(ms(up - t0));
