@@ -65,17 +65,11 @@ pub async fn prepare(
         source,
     })?;
     let db = db_dir.join("conf.db");
-    let schema_version = tool(reaper, &["schema-version", path_str(schema)]).await?;
-    let schema_version = match schema_version {
-        Ok(v) => v,
-        Err(ovs_error) => {
-            return Err(Error::Create {
-                path: db,
-                schema: schema.into(),
-                ovs_error,
-            })
-        }
-    };
+    let schema_version = schema_version(schema).map_err(|why| Error::Create {
+        path: db.clone(),
+        schema: schema.into(),
+        ovs_error: why,
+    })?;
     if !db.exists() {
         if let Err(ovs_error) = tool(reaper, &["create", path_str(&db), path_str(schema)]).await? {
             return Err(Error::Create {
@@ -130,6 +124,16 @@ pub async fn prepare(
         },
         schema_version,
     ))
+}
+
+/// The schema's "version" member, read directly: a subprocess here would sit on the start path.
+fn schema_version(schema: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(schema).map_err(|e| e.to_string())?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    json["version"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "the schema has no \"version\"".to_string())
 }
 
 fn path_str(p: &Path) -> &str {
@@ -201,6 +205,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_version_is_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ovsschema");
+        std::fs::write(
+            &path,
+            r#"{"name": "Open_vSwitch", "version": "8.3.1", "tables": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(schema_version(&path).unwrap(), "8.3.1");
+        std::fs::write(&path, "{}").unwrap();
+        assert!(schema_version(&path).unwrap_err().contains("version"));
+        assert!(schema_version(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn timestamps_are_utc_and_sortable() {

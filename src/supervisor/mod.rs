@@ -98,7 +98,13 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Re
     for path in stale::clean(layout, &settings.proc_root)? {
         tracing::info!(path = %path.display(), "removed a stale file left by a dead daemon");
     }
-    let (prepared, db_version) = db::prepare(reaper, &layout.db_dir, &settings.schema).await?;
+    // Independent subprocesses, run side by side: both sit on the start path.
+    let (prepared, ovs_version) = tokio::join!(
+        db::prepare(reaper, &layout.db_dir, &settings.schema),
+        ovs_version(reaper)
+    );
+    let (prepared, db_version) = prepared?;
+    let ovs_version = ovs_version?;
     match &prepared {
         Prepared::Created => {
             tracing::info!(db = %layout.db_file().display(), %db_version, "created the OVS database")
@@ -111,7 +117,6 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Re
             "converted the OVS database to the installed schema; the old file is kept as a backup"
         ),
     }
-    let ovs_version = ovs_version(reaper).await?;
     let stamp = init::Stamp {
         hostname: hostname(),
         ovs_version,
