@@ -1,0 +1,143 @@
+//! Processes and namespaces. Only what this bench started is ever signalled: children it
+//! spawned, and daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::Signal;
+
+pub const VSWITCHD: &str = "ovs-vswitchd";
+pub const OVSDB: &str = "ovsdb-server";
+
+/// A network namespace `ovsa-rb-<our pid>-<n>`, deleted on drop (also when unwinding a panic).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Result<Netns> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ovsa-rb-{}-{n}", std::process::id());
+        let out = run(Command::new("ip").args(["netns", "add", &name]), secs(10))?;
+        ensure!(out.status.success(), "ip netns add {name}: {out:?}");
+        Ok(Netns { name })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let del = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        if !del.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: ip netns del {} failed", self.name);
+        }
+    }
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub fn signal(pid: i32, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .with_context(|| format!("kill -{sig} {pid}"))
+}
+
+pub fn comm(pid: i32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end().to_string())
+}
+
+/// (state, ppid) from /proc/<pid>/stat.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let mut fields = text.get(text.rfind(')')? + 2..)?.split(' ');
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+fn alive(pid: i32) -> bool {
+    matches!(stat(pid), Some((state, _)) if state != 'Z')
+}
+
+/// The pid in `<run_dir>/<daemon>.pid` when that process is alive and is `daemon`.
+fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
+    let text = fs::read_to_string(run_dir.join(format!("{daemon}.pid"))).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    (alive(pid) && comm(pid).as_deref() == Some(daemon)).then_some(pid)
+}
+
+/// SIGKILL to the daemon our pidfile names, and first to its parent when that is an OVS
+/// `--monitor` process (ovs-ctl's default), which would restart it.
+pub fn kill_daemon(run_dir: &Path, daemon: &str) {
+    let Some(pid) = live_pid(run_dir, daemon) else {
+        return;
+    };
+    if let Some((_, ppid)) = stat(pid) {
+        if comm(ppid).as_deref() == Some("monitor") {
+            let _ = signal(ppid, Signal::SIGKILL);
+        }
+    }
+    let _ = signal(pid, Signal::SIGKILL);
+    if wait_for(secs(5), || (!alive(pid)).then_some(())).is_none() {
+        eprintln!("warning: {daemon} {pid} still alive after SIGKILL");
+    }
+}
+
+/// SIGTERM to a child we spawned (the appliance's orderly stop), SIGKILL after `grace`.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    let _ = signal(child.id() as i32, Signal::SIGTERM);
+    if wait_for(grace, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Runs a command to its end with output captured; killed after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {cmd:?}"))?;
+    if wait_for(timeout, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{cmd:?} did not finish within {timeout:?}");
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn check(cmd: &mut Command, timeout: Duration) -> Result<String> {
+    let out = run(cmd, timeout)?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `f` every 2 ms until it returns Some, or None after `timeout`. Not for timed paths.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
