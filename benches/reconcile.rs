@@ -173,15 +173,15 @@ fn targets(
         ),
         met: m < 5.0 && noop.sent == 0 && unchanged,
     });
-    let (back, applied) = (median(&d.back), median(&d.applied));
+    let (total, back) = (median(&d.total), median(&d.back));
     list.push(Target {
-        what: "drift repair: < 100 ms (to applied)".into(),
+        what: "drift repair: < 100 ms (ovs-vsctl spawned -> applied)".into(),
         measured: format!(
-            "{} to applied ({} to committed)",
-            fmt_ms(applied),
+            "{} ({} from the deletion seen to the repair committed)",
+            fmt_ms(total),
             fmt_ms(back)
         ),
-        met: applied < 100.0,
+        met: total < 100.0,
     });
     let (app, hand) = (median(&cold[0]), median(&cold[2]));
     list.push(Target {

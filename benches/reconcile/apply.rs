@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use ovs_appliance::config::Config;
 use ovs_appliance::preflight::Datapath;
-use ovs_appliance::reconcile::{reconcile_once, Desired, Session};
+use ovs_appliance::reconcile::{plan, reconcile_once, Desired, Session};
 
 use crate::instance::Instance;
 use crate::proc::check;
@@ -55,6 +55,10 @@ pub type Results = BTreeMap<(usize, Method), Cell>;
 /// The no-op pass: per-call milliseconds, passes that sent a transaction, next_cfg before/after.
 pub struct Noop {
     pub ms: Vec<f64>,
+    /// The two steps of the same pass timed apart: `Session::observed` (a copy of the cache)
+    /// and `plan`.
+    pub observed: Vec<f64>,
+    pub plan: Vec<f64>,
     pub sent: usize,
     pub next_cfg: (i64, i64),
 }
@@ -265,8 +269,21 @@ fn no_op(ctx: &mut Ctx, desired: &Desired) -> Result<Noop> {
         sent += usize::from(applied.operations > 0);
     }
     let after = floor::next_cfg(&ctx.inst.db_sock())?;
+    let (mut observed, mut planned) = (Vec::new(), Vec::new());
+    for _ in 0..ctx.b.noop_runs {
+        let t0 = Instant::now();
+        ctx.session.drain()?;
+        let obs = ctx.session.observed();
+        let t1 = Instant::now();
+        let p = plan(desired, &obs);
+        observed.push(ms(t1 - t0));
+        planned.push(ms(t1.elapsed()));
+        ensure!(p.is_empty(), "the no-op plan is not empty: {:?}", p.changes);
+    }
     Ok(Noop {
         ms: took,
+        observed,
+        plan: planned,
         sent,
         next_cfg: (before, after),
     })
