@@ -7,6 +7,7 @@ mod signals;
 pub use commands::{apply, plan, status};
 
 use crate::config::{self, BridgeDatapath, Config};
+use crate::metrics::Metrics;
 use crate::preflight::{self, Datapath, HostPaths, Level};
 use crate::reconcile::{self, Desired, DesiredSource, WatchSettings};
 use crate::supervisor::{self, Layout, Settings};
@@ -76,7 +77,8 @@ pub const DATAPATH_KEY: &str = "ovs-appliance-datapath";
 /// Where the addresses this appliance put on internal ports are remembered, in db_dir.
 pub const ADDRESS_RECORD: &str = "ovs-appliance-addresses.json";
 
-/// `run`: preflight, then supervise OVS and keep the config applied until SIGTERM or SIGINT.
+/// `run`: preflight, then supervise OVS, keep the config applied and serve metrics until
+/// SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
     let outcome = preflight::run(&config.ovs, paths)?;
@@ -94,10 +96,18 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         datapath: outcome.datapath,
         running: config.clone(),
     };
+    let (state_tx, state_rx) = tokio::sync::watch::channel(supervisor::State::default());
+    let metrics = Metrics::new(
+        &config.metrics,
+        settings.layout.run_dir.clone(),
+        paths.kernel.proc.clone(),
+        state_rx,
+    );
     let watch_settings = WatchSettings {
         db_sock: settings.layout.db_sock(),
         apply_timeout: Duration::from_secs(30),
         retry: Duration::from_secs(1),
+        telemetry: metrics.telemetry(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,6 +117,7 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         let shutdown = signals::shutdown().map_err(Error::Runtime)?;
         let reload = signals::reload().map_err(Error::Runtime)?;
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(0);
+        tokio::spawn(metrics.run());
         let record = config.ovs.db_dir.join(ADDRESS_RECORD);
         match crate::netlink::Rtnetlink::new() {
             Ok(netlink) => {
@@ -123,7 +134,7 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
                 tokio::spawn(task);
             }
         }
-        Ok(supervisor::run(settings, shutdown, ready_tx).await?)
+        Ok(supervisor::run(settings, shutdown, ready_tx, state_tx).await?)
     })
 }
 

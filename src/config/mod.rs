@@ -12,6 +12,7 @@ pub use duration::HumanDuration;
 pub use validate::FieldError;
 
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Where the config is read from when neither `--config` nor `OVS_APPLIANCE_CONFIG` is given.
@@ -49,6 +50,8 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// The bridges the host should have, each with its ports.
     pub bridges: Vec<Bridge>,
+    /// The HTTP endpoint for Prometheus and health probes, and what it exports.
+    pub metrics: MetricsConfig,
 }
 
 /// Which datapath OVS bridges use.
@@ -179,6 +182,37 @@ impl Default for SupervisorConfig {
             restart_limit: 5,
             restart_window: HumanDuration::secs(300),
             drain_timeout: HumanDuration::secs(10),
+        }
+    }
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener (`/metrics`, `/healthz`, `/readyz`). Loopback by default:
+    /// a wider address is the user's explicit choice.
+    pub listen: SocketAddr,
+    /// Interface name patterns to export (`*` any run, `?` one character). Empty: all.
+    pub include: Vec<String>,
+    /// Interface name patterns never exported; wins over `include`.
+    pub exclude: Vec<String>,
+    /// At most this many interfaces are exported per scrape (sorted by bridge, port, name); the
+    /// rest are counted in `ovs_appliance_metrics_interfaces_dropped_total`.
+    pub max_interfaces: usize,
+    /// How often the datapath and daemon figures are read from the control sockets, in the
+    /// background, so a scrape never waits on ovs-vswitchd.
+    pub refresh_interval: HumanDuration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9476)),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_interfaces: 5000,
+            refresh_interval: HumanDuration::secs(5),
         }
     }
 }

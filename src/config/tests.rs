@@ -117,3 +117,37 @@ fn load_uses_default_only_when_no_path_was_given() {
         DatapathMode::System
     );
 }
+
+#[test]
+fn metrics_table_defaults_to_loopback_and_parses() {
+    let config = parse("").unwrap();
+    assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9476");
+    assert!(config.metrics.include.is_empty() && config.metrics.exclude.is_empty());
+    let config = parse(
+        r#"
+        [metrics]
+        listen = "0.0.0.0:9000"
+        include = ["eth*", "br-?"]
+        exclude = ["vnet*"]
+        max_interfaces = 10
+        refresh_interval = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.metrics.listen.port(), 9000);
+    assert_eq!(config.metrics.include, ["eth*", "br-?"]);
+    assert_eq!(config.metrics.max_interfaces, 10);
+    assert_eq!(config.metrics.refresh_interval.0, Duration::from_secs(2));
+}
+
+#[test]
+fn metrics_errors_name_the_field() {
+    assert!(message("[metrics]\nlisten = \"localhost\"").contains("listen"));
+    assert!(message("[metrics]\nport = 1").contains("port"));
+    let m = message("[metrics]\nrefresh_interval = \"0s\"\nexclude = [\"\"]");
+    assert!(
+        m.contains("metrics.refresh_interval: must be longer than 0"),
+        "{m}"
+    );
+    assert!(m.contains("metrics.exclude[0]: must not be empty"), "{m}");
+}

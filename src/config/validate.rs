@@ -1,6 +1,6 @@
 //! Checks on a parsed config that name the field path and the offending value.
 
-use super::{Config, OvsConfig, SupervisorConfig};
+use super::{Config, MetricsConfig, OvsConfig, SupervisorConfig};
 use std::fmt;
 
 /// One problem in the config: `ovs.vswitchd_nice: -30 is outside -20..=19`.
@@ -33,6 +33,7 @@ pub(super) fn config(config: &Config) -> Result<(), Vec<FieldError>> {
     ovs(&config.ovs, &mut errors);
     instance(&config.ovs, &mut errors);
     supervisor(&config.supervisor, &mut errors);
+    metrics(&config.metrics, &mut errors);
     super::validate_bridges::bridges(&config.bridges, &mut errors);
     if errors.0.is_empty() {
         Ok(())
@@ -102,5 +103,21 @@ fn supervisor(s: &SupervisorConfig, errors: &mut Errors) {
     }
     if s.health_failures == 0 {
         errors.push("supervisor.health_failures", "must be at least 1");
+    }
+}
+
+fn metrics(m: &MetricsConfig, errors: &mut Errors) {
+    if m.refresh_interval.0.is_zero() {
+        errors.push("metrics.refresh_interval", "must be longer than 0");
+    }
+    for (field, patterns) in [
+        ("metrics.include", &m.include),
+        ("metrics.exclude", &m.exclude),
+    ] {
+        for (i, p) in patterns.iter().enumerate() {
+            if p.is_empty() {
+                errors.push(format!("{field}[{i}]"), "must not be empty");
+            }
+        }
     }
 }

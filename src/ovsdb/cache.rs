@@ -10,13 +10,17 @@ use super::{Datum, Error, Row, Schema, Uuid};
 
 /// Rows by table and uuid. Needs the schema: update2 diffs cannot be applied without knowing
 /// whether a column is a scalar, a set or a map (a one-element set diff looks like a scalar).
+///
+/// Rows are shared (`Arc`), so a clone of the cache is cheap and shares every row: metrics keep
+/// the last clone while the reconciler goes on updating its own, which copies only the rows
+/// that change.
 #[derive(Debug, Clone)]
 pub struct Cache {
     schema: Arc<Schema>,
     /// Monitored columns per table (None: all). update2 omits columns holding their default
     /// value from new rows, so the cache must know which absent columns to fill in.
     columns: BTreeMap<String, Option<Vec<String>>>,
-    tables: BTreeMap<String, BTreeMap<Uuid, Row>>,
+    tables: BTreeMap<String, BTreeMap<Uuid, Arc<Row>>>,
 }
 
 impl Cache {
@@ -44,12 +48,16 @@ impl Cache {
 
     /// The rows of `table` (empty when unknown or not monitored).
     pub fn table(&self, table: &str) -> impl Iterator<Item = (&Uuid, &Row)> {
-        self.tables.get(table).into_iter().flatten()
+        self.tables
+            .get(table)
+            .into_iter()
+            .flatten()
+            .map(|(u, r)| (u, &**r))
     }
 
     /// One row.
     pub fn row(&self, table: &str, uuid: &Uuid) -> Option<&Row> {
-        self.tables.get(table)?.get(uuid)
+        self.tables.get(table)?.get(uuid).map(|r| &**r)
     }
 
     /// Applies one batch of updates. On error the cache may be partly updated; the caller should
@@ -103,13 +111,14 @@ impl Cache {
                         row.insert(c, ty.default_datum());
                     }
                 }
-                rows.insert(uuid, row);
+                rows.insert(uuid, Arc::new(row));
             }
             RowUpdate::Delete => {
                 rows.remove(&uuid);
             }
             RowUpdate::Modify(diff) => {
                 let row = rows.get_mut(&uuid).ok_or_else(|| missing(table, uuid))?;
+                let row = Arc::make_mut(row);
                 for (c, d) in diff {
                     let (d, ty) = coerce(c, d)?;
                     row.entry(c.clone())
@@ -119,6 +128,7 @@ impl Cache {
             }
             RowUpdate::Replace(new) => {
                 let row = rows.get_mut(&uuid).ok_or_else(|| missing(table, uuid))?;
+                let row = Arc::make_mut(row);
                 for (c, d) in new {
                     row.insert(c.clone(), coerce(c, d)?.0);
                 }
@@ -230,5 +240,34 @@ mod tests {
         assert!(apply(&mut c, json!({"Bridge": {U: {"modify": {"name": "x"}}}})).is_err());
         assert!(apply(&mut c, json!({"Nope": {U: {"insert": {}}}})).is_err());
         assert!(apply(&mut c, json!({"Bridge": {U: {"insert": {"nope": 1}}}})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod sharing_tests {
+    use super::*;
+    use crate::ovsdb::monitor::parse_updates2;
+    use serde_json::json;
+
+    #[test]
+    fn a_clone_keeps_its_rows_while_the_original_changes() {
+        let v = json!({"name": "t", "version": "1", "tables": {"Bridge": {"columns": {
+            "name": {"type": "string"}}}}});
+        let schema = Arc::new(Schema::from_json(&v).unwrap());
+        let mut c = Cache::new(
+            schema,
+            &MonitorRequests::from([("Bridge".into(), Default::default())]),
+        );
+        let u = "2f5ab8d5-2f0c-4a0e-9d64-3e7b1f1b1a11";
+        let apply = |c: &mut Cache, v| c.apply(&parse_updates2(&v).unwrap()).unwrap();
+        apply(&mut c, json!({"Bridge": {u: {"insert": {"name": "a"}}}}));
+        let snapshot = c.clone();
+        apply(&mut c, json!({"Bridge": {u: {"modify": {"name": "b"}}}}));
+        let uuid = Uuid::parse(u).unwrap();
+        assert_eq!(
+            snapshot.row("Bridge", &uuid).unwrap()["name"].as_str(),
+            Some("a")
+        );
+        assert_eq!(c.row("Bridge", &uuid).unwrap()["name"].as_str(), Some("b"));
     }
 }

@@ -1,6 +1,6 @@
 //! Reconcile: make the host's bridges and ports match the config, in one transaction, and keep
 //! them matched. `plan` is pure; `apply` sends only what the plan says; `watch` re-plans on
-//! every change the monitor reports.
+//! every change the monitor reports. It reports its cache and passes through `Telemetry`.
 //!
 //! Owns the rows it marks with `external_ids:ovs-appliance-owner`; never changes any other row.
 //! Talks to ovsdb-server (and the kernel for internal port addresses), never to processes.
@@ -11,6 +11,7 @@ mod model;
 mod plan;
 mod session;
 mod status;
+mod telemetry;
 mod txn;
 mod watch;
 
@@ -18,8 +19,9 @@ pub use addresses::{Addresses, NoHooks};
 pub use apply::{reconcile_once, Applied};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
-pub use session::{Event, Session};
+pub use session::{touches_managed, Event, Session, INTERFACE_METRICS_COLUMNS};
 pub use status::{describe, interface_errors, InterfaceError};
+pub use telemetry::{NoTelemetry, PassOutcome, PassReport, Telemetry, TelemetryHandle};
 pub use txn::operations;
 pub use watch::{watch, AfterPass, DesiredSource, WatchSettings};
 

@@ -2,14 +2,15 @@
 //! appliance manages, feeding a local cache. Plans read the cache, never the server.
 
 use super::model::{Observed, BRIDGE_COLUMNS, INTERFACE_COLUMNS, PORT_COLUMNS};
+use super::telemetry::{self, TelemetryHandle};
 use super::Error;
 use crate::ovsdb::{
     Cache, MonitorEvent, MonitorRequest, MonitorRequests, OpResult, Operation, ReconnectOptions,
-    ReconnectingClient,
+    ReconnectingClient, RowUpdate, TableUpdates,
 };
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub const DB: &str = "Open_vSwitch";
@@ -19,8 +20,10 @@ pub const DB: &str = "Open_vSwitch";
 pub enum Event {
     /// A full snapshot: first connect or after ovsdb-server restarted.
     Snapshot,
-    /// Rows changed.
+    /// Rows changed in columns reconcile reads.
     Update,
+    /// Only columns that reconcile does not read changed (statistics, every 5 s): no re-plan.
+    Statistics,
     /// The connection dropped; a snapshot follows when it is back.
     Disconnected(String),
 }
@@ -29,7 +32,19 @@ pub struct Session {
     client: ReconnectingClient,
     events: mpsc::UnboundedReceiver<MonitorEvent>,
     cache: Cache,
+    telemetry: TelemetryHandle,
 }
+
+/// Interface columns monitored only for metrics. An update that touches nothing else is
+/// `Event::Statistics`: vswitchd rewrites `statistics` of every interface every 5 s, and
+/// re-planning all bridges for that would be wasted work.
+pub const INTERFACE_METRICS_COLUMNS: &[&str] = &[
+    "statistics",
+    "mtu",
+    "link_speed",
+    "mac_in_use",
+    "link_resets",
+];
 
 fn with(extra: &[&str], base: &[&str]) -> MonitorRequest {
     let mut cols: Vec<&str> = base.to_vec();
@@ -37,7 +52,8 @@ fn with(extra: &[&str], base: &[&str]) -> MonitorRequest {
     MonitorRequest::columns(&cols)
 }
 
-/// Managed columns plus what status needs (ofport, error, link_state) and the references.
+/// Managed columns plus what status needs (ofport, error, link_state), the references, and the
+/// interface columns metrics read.
 fn requests() -> MonitorRequests {
     let mut reqs = MonitorRequests::new();
     reqs.insert(
@@ -52,7 +68,11 @@ fn requests() -> MonitorRequests {
     reqs.insert(
         "Interface".into(),
         with(
-            &["ofport", "error", "link_state", "admin_state"],
+            &[
+                &["ofport", "error", "link_state", "admin_state"][..],
+                INTERFACE_METRICS_COLUMNS,
+            ]
+            .concat(),
             INTERFACE_COLUMNS,
         ),
     );
@@ -88,6 +108,7 @@ impl Session {
             client,
             events,
             cache,
+            telemetry: telemetry::none(),
         };
         loop {
             match tokio::time::timeout(timeout, session.next()).await {
@@ -99,17 +120,36 @@ impl Session {
         }
     }
 
+    /// Where the cache, transactions and passes are reported from now on; the current cache is
+    /// reported at once.
+    pub fn set_telemetry(&mut self, telemetry: TelemetryHandle) {
+        telemetry.observed(&self.cache);
+        self.telemetry = telemetry;
+    }
+
+    pub fn telemetry(&self) -> &TelemetryHandle {
+        &self.telemetry
+    }
+
     /// The next monitor event, applied to the cache.
     pub async fn next(&mut self) -> Result<Event, Error> {
         let event = self.events.recv().await.ok_or(Error::MonitorEnded)?;
+        let managed = match &event {
+            MonitorEvent::Update(u) => touches_managed(&self.cache, u),
+            _ => true,
+        };
         if !self.cache.apply_event(&event).map_err(Error::Ovsdb)? {
             if let MonitorEvent::Failed(why) = event {
                 return Err(Error::Monitor(why));
             }
         }
+        if !matches!(event, MonitorEvent::Disconnected(_)) {
+            self.telemetry.observed(&self.cache);
+        }
         Ok(match event {
             MonitorEvent::Snapshot(_) => Event::Snapshot,
-            MonitorEvent::Update(_) => Event::Update,
+            MonitorEvent::Update(_) if managed => Event::Update,
+            MonitorEvent::Update(_) => Event::Statistics,
             MonitorEvent::Disconnected(why) => Event::Disconnected(why),
             MonitorEvent::Failed(why) => return Err(Error::Monitor(why)),
         })
@@ -117,8 +157,13 @@ impl Session {
 
     /// Applies every event already queued, without waiting.
     pub fn drain(&mut self) -> Result<(), Error> {
+        let mut applied = false;
         while let Ok(event) = self.events.try_recv() {
             self.cache.apply_event(&event).map_err(Error::Ovsdb)?;
+            applied = true;
+        }
+        if applied {
+            self.telemetry.observed(&self.cache);
         }
         Ok(())
     }
@@ -132,7 +177,10 @@ impl Session {
     }
 
     pub async fn transact(&self, ops: &[Operation]) -> Result<Vec<OpResult>, Error> {
-        self.client.transact(DB, ops).await.map_err(Error::Ovsdb)
+        let began = Instant::now();
+        let result = self.client.transact(DB, ops).await.map_err(Error::Ovsdb);
+        self.telemetry.transaction(began.elapsed(), result.is_ok());
+        result
     }
 
     /// `cur_cfg` of the Open_vSwitch row, as last seen.
@@ -162,5 +210,88 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `updates` change anything reconcile reads: any insert or delete, and any change of a
+/// column outside [`INTERFACE_METRICS_COLUMNS`]. `cache` is the state before the update (an
+/// update of the older monitor protocol carries whole rows, so it is compared).
+pub fn touches_managed(cache: &Cache, updates: &TableUpdates) -> bool {
+    updates.iter().any(|(table, rows)| {
+        if table != "Interface" {
+            return !rows.is_empty();
+        }
+        rows.iter().any(|(uuid, update)| match update {
+            RowUpdate::Modify(diff) => diff
+                .keys()
+                .any(|c| !INTERFACE_METRICS_COLUMNS.contains(&c.as_str())),
+            RowUpdate::Replace(new) => {
+                let old = cache.row(table, uuid);
+                new.iter().any(|(c, d)| {
+                    !INTERFACE_METRICS_COLUMNS.contains(&c.as_str())
+                        && old.and_then(|o| o.get(c)) != Some(d)
+                })
+            }
+            RowUpdate::Initial(_) | RowUpdate::Insert(_) | RowUpdate::Delete => true,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovsdb::{parse_updates2, Datum, Row, Schema, Uuid};
+    use serde_json::json;
+
+    const I: &str = "00000000-0000-0000-0000-0000000000c1";
+
+    fn cache() -> Cache {
+        let v = json!({"name": "Open_vSwitch", "version": "1", "tables": {
+            "Interface": {"columns": {"name": {"type": "string"},
+                "mtu_request": {"type": {"key": "integer", "min": 0, "max": 1}},
+                "mtu": {"type": {"key": "integer", "min": 0, "max": 1}},
+                "statistics": {"type": {"key": "string", "value": "integer", "min": 0, "max": "unlimited"}}}},
+            "Port": {"columns": {"name": {"type": "string"}}}}});
+        let reqs: MonitorRequests = [("Interface".to_string(), Default::default())].into();
+        let mut c = Cache::new(Arc::new(Schema::from_json(&v).unwrap()), &reqs);
+        let init = json!({"Interface": {I: {"initial": {"name": "s1", "mtu": 1500}}}});
+        c.apply(&parse_updates2(&init).unwrap()).unwrap();
+        c
+    }
+
+    fn touches(update: serde_json::Value) -> bool {
+        touches_managed(&cache(), &parse_updates2(&update).unwrap())
+    }
+
+    #[test]
+    fn statistics_alone_do_not_call_for_a_plan() {
+        let stats = json!({"Interface": {I: {"modify": {
+            "statistics": ["map", [["rx_packets", 5]]], "mtu": 1400}}}});
+        assert!(!touches(stats));
+        assert!(touches(
+            json!({"Interface": {I: {"modify": {"mtu_request": 1400}}}})
+        ));
+        assert!(touches(
+            json!({"Interface": {I: {"modify": {"name": "x", "mtu": 1}}}})
+        ));
+        assert!(touches(json!({"Interface": {I: {"delete": null}}})));
+        assert!(touches(json!({"Port": {I: {"insert": {"name": "p"}}}})));
+    }
+
+    #[test]
+    fn whole_row_updates_are_compared_with_the_cache() {
+        let u = Uuid::parse(I).unwrap();
+        let row = |name: &str, mtu: i64| -> Row {
+            [
+                ("name".to_string(), Datum::from(name)),
+                ("mtu".to_string(), Datum::from(mtu)),
+            ]
+            .into()
+        };
+        let update = |r: Row| -> TableUpdates {
+            [("Interface".to_string(), [(u, RowUpdate::Replace(r))].into())].into()
+        };
+        assert!(!touches_managed(&cache(), &update(row("s1", 9000))));
+        assert!(touches_managed(&cache(), &update(row("s2", 1500))));
     }
 }

@@ -6,9 +6,10 @@ use super::apply::{reconcile_once, Applied};
 use super::model::Desired;
 use super::session::{Event, Session};
 use super::status::InterfaceErrors;
+use super::telemetry::{PassOutcome, PassReport, TelemetryHandle};
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -25,6 +26,17 @@ pub struct WatchSettings {
     pub apply_timeout: Duration,
     /// Delay before retrying a pass that failed.
     pub retry: Duration,
+    /// Where the monitor cache, transactions and passes are reported (metrics).
+    pub telemetry: TelemetryHandle,
+}
+
+/// Why the next pass runs: only a pass caused by a database change repairs drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Start,
+    Drift,
+    Restart,
+    Reload,
 }
 
 /// Hooks run after each pass that changed something (internal port addresses, metrics).
@@ -58,49 +70,76 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
             }
         }
     };
+    session.set_telemetry(settings.telemetry.clone());
+    let telemetry = settings.telemetry.clone();
     let mut errors = InterfaceErrors::default();
     let mut first = true;
-    let mut dirty = true;
+    let mut dirty = Some(Cause::Start);
     loop {
-        if dirty {
-            dirty = false;
-            match reconcile_once(&mut session, &desired, settings.apply_timeout).await {
+        if let Some(cause) = dirty.take() {
+            let began = Instant::now();
+            let outcome = match reconcile_once(&mut session, &desired, settings.apply_timeout).await
+            {
                 Ok(applied) => {
                     report(&applied, first);
                     first = false;
                     after.after_pass(&session, &desired).await;
+                    telemetry.converged(true, applied.plan.conflicts.len());
+                    if applied.plan.is_empty() {
+                        PassOutcome::Unchanged
+                    } else {
+                        PassOutcome::Applied {
+                            drift: cause == Cause::Drift,
+                        }
+                    }
                 }
                 Err(e) => {
                     error!(%e, "reconcile pass failed; retrying");
+                    telemetry.converged(false, 0);
                     tokio::time::sleep(settings.retry).await;
-                    dirty = true;
+                    // A retry keeps the cause: a failed repair is still a repair.
+                    dirty = Some(cause);
+                    PassOutcome::Failed
                 }
-            }
+            };
+            telemetry.pass(&PassReport {
+                duration: began.elapsed(),
+                outcome,
+            });
             errors.report(&session.observed(), &desired.owner);
         }
-        tokio::select! {
+        let cause = tokio::select! {
             event = session.next() => match event {
-                Ok(Event::Snapshot) => { info!("OVSDB snapshot (reconnected): full reconcile"); dirty = true }
-                Ok(Event::Update) => dirty = true,
-                Ok(Event::Disconnected(why)) => warn!(%why, "ovsdb-server connection lost"),
+                Ok(Event::Snapshot) => { info!("OVSDB snapshot (reconnected): full reconcile"); Some(Cause::Drift) }
+                Ok(Event::Update) => Some(Cause::Drift),
+                Ok(Event::Statistics) => None,
+                Ok(Event::Disconnected(why)) => { warn!(%why, "ovsdb-server connection lost"); None }
                 Err(e) => {
                     error!(%e, "OVSDB monitor failed");
                     tokio::time::sleep(settings.retry).await;
+                    None
                 }
             },
             changed = ready.changed() => {
                 if changed.is_err() { return; }
                 info!("daemons restarted: full reconcile");
-                dirty = true;
+                Some(Cause::Restart)
             }
             Some(()) = reload.recv() => match source.reload() {
                 Ok(new) => {
                     info!("config reloaded");
                     desired = new;
-                    dirty = true;
+                    Some(Cause::Reload)
                 }
-                Err(e) => error!("config reload refused, keeping the running state: {e}"),
+                Err(e) => { error!("config reload refused, keeping the running state: {e}"); None }
             },
+        };
+        // A pending failed pass keeps its cause unless something newer explains the change.
+        if let Some(cause) = cause {
+            dirty = Some(match dirty {
+                Some(Cause::Drift) => Cause::Drift,
+                _ => cause,
+            });
         }
     }
 }

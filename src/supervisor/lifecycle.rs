@@ -5,6 +5,7 @@ use super::backoff::{self, Budget, Jitter};
 use super::daemon::{self, Daemon};
 use super::exit::ExitStatus;
 use super::reaper::Reaper;
+use super::state::{self, StateTx};
 use super::{health, init, stale, Error, Settings, Shutdown};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -58,6 +59,7 @@ pub(super) struct Supervisor {
     settings: Settings,
     stamp: init::Stamp,
     ready: super::Ready,
+    state: StateTx,
     db: Option<Running>,
     vswitchd: Option<Running>,
 }
@@ -68,12 +70,14 @@ impl Supervisor {
         settings: Settings,
         stamp: init::Stamp,
         ready: super::Ready,
+        state: StateTx,
     ) -> Self {
         Self {
             reaper,
             settings,
             stamp,
             ready,
+            state,
             db: None,
             vswitchd: None,
         }
@@ -163,6 +167,7 @@ impl Supervisor {
         })?;
         let pid = spawned.child.id();
         info!(daemon = daemon.name(), pid, "started");
+        self.state.send_modify(|s| state::spawned(s, daemon, pid));
         *self.slot(daemon) = Some(Running {
             pid,
             exit: spawned.exit,
@@ -196,6 +201,7 @@ impl Supervisor {
             ready_ms = began.elapsed().as_millis() as u64,
             "answering"
         );
+        self.set_up(daemon, true);
         Ok(())
     }
 
@@ -238,6 +244,12 @@ impl Supervisor {
                         health::check(Daemon::OvsdbServer, db.pid, &layout, timing.health_timeout.0),
                         health::check(Daemon::Vswitchd, vs.pid, &layout, timing.health_timeout.0),
                     );
+                    self.state.send_if_modified(|s| {
+                        let before = (s.ovsdb_server.up, s.vswitchd.up);
+                        s.ovsdb_server.up = db_ok.is_ok();
+                        s.vswitchd.up = vs_ok.is_ok();
+                        before != (s.ovsdb_server.up, s.vswitchd.up)
+                    });
                     for (daemon, running, result) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
                         match result {
                             Ok(()) => running.failed_checks = 0,
@@ -275,11 +287,19 @@ impl Supervisor {
         self.end(daemon).await;
     }
 
+    fn set_up(&self, daemon: Daemon, up: bool) {
+        self.state.send_if_modified(|s| {
+            let d = s.daemon_mut(daemon);
+            std::mem::replace(&mut d.up, up) != up
+        });
+    }
+
     /// Waits for the daemon in `daemon`'s slot to end, removes what it left, and empties the slot.
     async fn end(&mut self, daemon: Daemon) {
         let Some(mut running) = self.slot(daemon).take() else {
             return;
         };
+        self.set_up(daemon, false);
         match tokio::time::timeout(Duration::from_secs(10), running.wait()).await {
             Ok(status) => info!(daemon = daemon.name(), pid = running.pid, %status, "ended"),
             Err(_) => error!(
@@ -289,6 +309,7 @@ impl Supervisor {
             ),
         }
         stale::remove_ctl(&self.settings.layout, daemon, running.pid);
+        self.state.send_modify(|s| state::ended(s, daemon));
     }
 
     /// The orderly stop: vswitchd first (control-socket `exit`), then ovsdb-server, within the

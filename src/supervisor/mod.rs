@@ -14,11 +14,13 @@ mod lifecycle;
 mod reaper;
 mod spawn;
 mod stale;
+mod state;
 
 pub use daemon::{args as daemon_args, parse_line, Daemon, Layout};
 pub use db::Prepared;
 pub use exit::ExitStatus;
 pub use reaper::Reaper;
+pub use state::{DaemonState, State, StateRx, StateTx};
 
 use crate::config::SupervisorConfig;
 use std::path::PathBuf;
@@ -87,8 +89,14 @@ pub type Ready = tokio::sync::watch::Sender<u64>;
 pub type Shutdown = mpsc::UnboundedReceiver<()>;
 
 /// Runs OVS until `shutdown` says stop (then returns Ok after an orderly stop) or the daemons
-/// fail more often than the restart budget allows.
-pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Result<(), Error> {
+/// fail more often than the restart budget allows. Each daemon's pid, health and restarts are
+/// published on `state`.
+pub async fn run(
+    settings: Settings,
+    mut shutdown: Shutdown,
+    ready: Ready,
+    state: StateTx,
+) -> Result<(), Error> {
     let reaper = Reaper::get().map_err(Error::Reaper)?;
     let layout = &settings.layout;
     std::fs::create_dir_all(&layout.run_dir).map_err(|source| Error::RunDir {
@@ -117,6 +125,10 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Re
             "converted the OVS database to the installed schema; the old file is kept as a backup"
         ),
     }
+    state.send_modify(|s| {
+        s.ovs_version = ovs_version.clone();
+        s.db_version = db_version.clone();
+    });
     let stamp = init::Stamp {
         hostname: hostname(),
         ovs_version,
@@ -125,7 +137,7 @@ pub async fn run(settings: Settings, mut shutdown: Shutdown, ready: Ready) -> Re
         external_ids: settings.stamp_external_ids.clone(),
         other_config: settings.stamp_other_config.clone(),
     };
-    lifecycle::Supervisor::new(reaper, settings, stamp, ready)
+    lifecycle::Supervisor::new(reaper, settings, stamp, ready, state)
         .run(&mut shutdown)
         .await
 }

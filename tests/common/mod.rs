@@ -5,7 +5,9 @@
 //! only processes this harness started (or that name our temp run_dir) are ever signalled.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod net;
+pub mod scrape;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ovs-appliance");
 /// True when the test can run; otherwise prints `skipped: why` and returns false. Under
 /// OVS_APPLIANCE_REQUIRE_ALL=1 (CI), where nothing may be skipped, it panics instead.
 pub fn require_real_ovs() -> bool {
+    require_real_ovs_and(&[])
+}
+
+/// As `require_real_ovs`, with more programs the test needs (e.g. `prometheus`, `promtool`).
+pub fn require_real_ovs_and(extra: &[&str]) -> bool {
     let mut missing = Vec::new();
+    for bin in extra {
+        if !on_path(bin) {
+            missing.push(format!("{bin} not on PATH"));
+        }
+    }
     if !nix::unistd::Uid::effective().is_root() {
         missing.push("not root".to_string());
     }
@@ -41,6 +53,21 @@ pub fn require_real_ovs() -> bool {
     if !Path::new("/dev/net/tun").exists() {
         missing.push("/dev/net/tun missing".into());
     }
+    can_run(missing)
+}
+
+/// True when every program in `bins` is on PATH (no OVS or root needed); else as
+/// `require_real_ovs`.
+pub fn require_programs(bins: &[&str]) -> bool {
+    let missing = bins
+        .iter()
+        .filter(|b| !on_path(b))
+        .map(|b| format!("{b} not on PATH"))
+        .collect();
+    can_run(missing)
+}
+
+fn can_run(missing: Vec<String>) -> bool {
     if missing.is_empty() {
         return true;
     }
@@ -110,6 +137,12 @@ impl Netns {
             Duration::from_secs(10),
         );
         assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        // Loopback is down in a new namespace: the metrics listener binds 127.0.0.1 there.
+        let out = run(
+            Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]),
+            Duration::from_secs(10),
+        );
+        assert!(out.status.success(), "lo up in {name}: {out:?}");
         Netns { name }
     }
 }

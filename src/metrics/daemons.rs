@@ -1,0 +1,102 @@
+//! The supervisor's view at scrape time: each daemon's health, restarts and start time as the
+//! supervisor published them, its CPU, memory and descriptors from /proc of its pid, the
+//! appliance's own process, and the build.
+
+use super::catalogue as c;
+use super::families::Families;
+use super::procfs::{self, Units};
+use crate::supervisor::{Daemon, State};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+/// Adds the daemon, process and build families. /proc that cannot be read (a daemon that just
+/// ended) leaves that process's figures out and fails the `process` collector.
+pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families) {
+    let version = env!("CARGO_PKG_VERSION");
+    let build = [
+        ("version", version),
+        ("ovs_version", state.ovs_version.as_str()),
+        ("db_schema_version", state.db_version.as_str()),
+    ];
+    out.add(&c::BUILD_INFO, &build, 1.0);
+    let mut all_read = true;
+    for daemon in Daemon::ALL {
+        let d = state.daemon(daemon);
+        let labels = [("daemon", daemon.name())];
+        out.add(&c::DAEMON_UP, &labels, f64::from(u8::from(d.up)));
+        out.add(&c::DAEMON_RESTARTS, &labels, d.restarts as f64);
+        if let Some(at) = d.started_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            out.add(&c::DAEMON_START_TIME, &labels, at.as_secs_f64());
+        }
+        let Some(pid) = d.pid else { continue };
+        match procfs::read(proc_root, &pid.to_string(), units) {
+            Ok(p) => {
+                out.add(&c::DAEMON_CPU, &labels, p.cpu_seconds);
+                out.add(&c::DAEMON_RSS, &labels, p.resident_bytes as f64);
+                out.add(&c::DAEMON_FDS, &labels, p.open_fds as f64);
+            }
+            Err(_) => all_read = false,
+        }
+    }
+    match procfs::read(proc_root, "self", units) {
+        Ok(me) => {
+            out.add(&c::PROCESS_CPU, &[], me.cpu_seconds);
+            out.add(&c::PROCESS_RSS, &[], me.resident_bytes as f64);
+            out.add(&c::PROCESS_FDS, &[], me.open_fds as f64);
+            if let Some(boot) = procfs::boot_time(proc_root) {
+                let start = boot as f64 + me.start_ticks as f64 / units.ticks_per_second as f64;
+                out.add(&c::PROCESS_START_TIME, &[], start);
+            }
+        }
+        Err(_) => all_read = false,
+    }
+    let success = f64::from(u8::from(all_read));
+    out.add(&c::COLLECTOR_SUCCESS, &[("collector", "process")], success);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::families::encode;
+    use super::*;
+    use crate::supervisor::DaemonState;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn daemons_from_state_and_proc() {
+        let state = State {
+            ovsdb_server: DaemonState {
+                pid: Some(std::process::id()),
+                up: true,
+                restarts: 0,
+                started_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            },
+            vswitchd: DaemonState {
+                pid: None,
+                up: false,
+                restarts: 3,
+                started_at: Some(SystemTime::now()),
+            },
+            ovs_version: "3.1.0".into(),
+            db_version: "8.3.1".into(),
+        };
+        let mut f = Families::default();
+        collect(&state, Path::new("/proc"), Units::of_this_host(), &mut f);
+        let text = encode(&f.finish());
+        for want in [
+            "ovs_appliance_daemon_up{daemon=\"ovsdb-server\"} 1\n",
+            "ovs_appliance_daemon_up{daemon=\"ovs-vswitchd\"} 0\n",
+            "ovs_appliance_daemon_restarts_total{daemon=\"ovs-vswitchd\"} 3\n",
+            "ovs_appliance_daemon_start_time_seconds{daemon=\"ovsdb-server\"} 1700000000\n",
+            "ovs_appliance_daemon_resident_memory_bytes{daemon=\"ovsdb-server\"}",
+            "ovs_appliance_build_info{version=\"",
+            "ovs_version=\"3.1.0\",db_schema_version=\"8.3.1\"} 1\n",
+            "process_resident_memory_bytes ",
+            "process_start_time_seconds ",
+            "ovs_appliance_collector_success{collector=\"process\"} 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        // No pid, no process figures.
+        assert!(!text.contains("ovs_appliance_daemon_open_fds{daemon=\"ovs-vswitchd\"}"));
+    }
+}

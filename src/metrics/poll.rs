@@ -1,0 +1,356 @@
+//! The datapath and daemon figures that only the control sockets know, read in the background
+//! every `refresh_interval` (and at once when a daemon restarts) over persistent unixctl
+//! connections, never by running ovs-appctl.
+//!
+//! Why in the background: a scrape must not wait on ovs-vswitchd, which may be busy (adding a
+//! thousand ports takes it seconds) or hung; the scrape then reports the last reading, or a
+//! failed collector when that reading is too old. Interface statistics, which OVS refreshes
+//! only every 5 s anyway, come from the monitor cache instead.
+
+use super::appctl::{self, Datapath, Upcall};
+use super::catalogue as c;
+use super::families::Families;
+use super::telemetry::ReconcileMetrics;
+use crate::supervisor::{Daemon, StateRx};
+use crate::unixctl::Conn;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One reading of one collector.
+#[derive(Debug, Clone)]
+pub struct Reading<T> {
+    pub value: Result<T, String>,
+    pub took: Duration,
+    pub at: Instant,
+}
+
+/// The latest reading of each collector.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub datapaths: Option<Reading<Vec<Datapath>>>,
+    pub upcall: Option<Reading<Vec<Upcall>>>,
+    pub vswitchd_memory: Option<Reading<BTreeMap<String, u64>>>,
+    pub coverage: Option<Reading<BTreeMap<String, u64>>>,
+    pub flows: Option<Reading<Vec<(String, u64)>>>,
+    pub ovsdb_memory: Option<Reading<BTreeMap<String, u64>>>,
+}
+
+/// Reads the control sockets of both daemons until dropped.
+pub struct Poller {
+    pub run_dir: PathBuf,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub state: StateRx,
+    pub reconcile: Arc<ReconcileMetrics>,
+    pub out: Arc<Mutex<Polled>>,
+    conns: BTreeMap<&'static str, (u32, Conn)>,
+}
+
+impl Poller {
+    pub fn new(
+        run_dir: PathBuf,
+        interval: Duration,
+        state: StateRx,
+        reconcile: Arc<ReconcileMetrics>,
+        out: Arc<Mutex<Polled>>,
+    ) -> Poller {
+        Poller {
+            run_dir,
+            interval,
+            timeout: Duration::from_secs(2).min(interval),
+            state,
+            reconcile,
+            out,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut pids = (None, None);
+        loop {
+            self.poll_once().await;
+            let deadline = tokio::time::Instant::now() + self.interval;
+            // Poll again at once when a daemon got a new pid or came up (a restart), else at
+            // the interval.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    changed = self.state.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let s = self.state.borrow_and_update();
+                        let now = (
+                            s.ovsdb_server.up.then_some(s.ovsdb_server.pid),
+                            s.vswitchd.up.then_some(s.vswitchd.pid),
+                        );
+                        if std::mem::replace(&mut pids, now) != now {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn conn(&mut self, daemon: Daemon, pid: u32) -> Result<Conn, String> {
+        if let Some((p, conn)) = self.conns.get(daemon.name()) {
+            if *p == pid && !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        let path = self.run_dir.join(format!("{}.{pid}.ctl", daemon.name()));
+        let conn = tokio::time::timeout(self.timeout, Conn::connect(&path))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{} did not accept within {:?}",
+                    path.display(),
+                    self.timeout
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        self.conns.insert(daemon.name(), (pid, conn.clone()));
+        Ok(conn)
+    }
+
+    async fn poll_once(&mut self) {
+        let state = self.state.borrow().clone();
+        let vswitchd = match state.vswitchd.pid.filter(|_| state.vswitchd.up) {
+            Some(pid) => self.conn(Daemon::Vswitchd, pid).await,
+            None => Err("ovs-vswitchd is not running".to_string()),
+        };
+        let ovsdb = match state.ovsdb_server.pid.filter(|_| state.ovsdb_server.up) {
+            Some(pid) => self.conn(Daemon::OvsdbServer, pid).await,
+            None => Err("ovsdb-server is not running".to_string()),
+        };
+        let bridges: Vec<String> = self.reconcile.with_cache(|cache| {
+            cache
+                .into_iter()
+                .flat_map(|c| c.table("Bridge"))
+                .filter_map(|(_, r)| r.get("name").and_then(|d| d.as_str()))
+                .map(str::to_string)
+                .collect()
+        });
+        let t = self.timeout;
+        let vs = vswitchd.as_ref();
+        let (datapaths, upcall, memory, coverage, flows, db_memory) = tokio::join!(
+            read(vs, t, "dpctl/show", &[], appctl::parse_dpctl_show),
+            read(vs, t, "upcall/show", &[], appctl::parse_upcall_show),
+            read(vs, t, "memory/show", &[], appctl::parse_memory_show),
+            read(vs, t, "coverage/show", &[], appctl::parse_coverage_show),
+            read_flows(vs, t, &bridges),
+            read(
+                ovsdb.as_ref(),
+                t,
+                "memory/show",
+                &[],
+                appctl::parse_memory_show
+            ),
+        );
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        *out = Polled {
+            datapaths: Some(datapaths),
+            upcall: Some(upcall),
+            vswitchd_memory: Some(memory),
+            coverage: Some(coverage),
+            flows: Some(flows),
+            ovsdb_memory: Some(db_memory),
+        };
+    }
+}
+
+async fn call(
+    conn: Result<&Conn, &String>,
+    timeout: Duration,
+    method: &str,
+    params: &[&str],
+) -> Result<String, String> {
+    let conn = conn.map_err(Clone::clone)?;
+    match tokio::time::timeout(timeout, conn.call(method, params)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{method} got no answer within {timeout:?}")),
+    }
+}
+
+async fn read<T>(
+    conn: Result<&Conn, &String>,
+    timeout: Duration,
+    method: &str,
+    params: &[&str],
+    parse: fn(&str) -> T,
+) -> Reading<T> {
+    let began = Instant::now();
+    let value = call(conn, timeout, method, params).await.map(|t| parse(&t));
+    Reading {
+        value,
+        took: began.elapsed(),
+        at: Instant::now(),
+    }
+}
+
+async fn read_flows(
+    conn: Result<&Conn, &String>,
+    timeout: Duration,
+    bridges: &[String],
+) -> Reading<Vec<(String, u64)>> {
+    let began = Instant::now();
+    let mut counts = Vec::new();
+    let mut value = Ok(());
+    for bridge in bridges {
+        match call(conn, timeout, "bridge/dump-flows", &[bridge]).await {
+            Ok(text) => counts.push((bridge.clone(), appctl::count_openflow_flows(&text))),
+            // A bridge created or deleted since the cache was read: not a failure.
+            Err(e) if e.contains("no bridge named") => {}
+            Err(e) => {
+                value = Err(e);
+                break;
+            }
+        }
+    }
+    Reading {
+        value: value.map(|()| counts),
+        took: began.elapsed(),
+        at: Instant::now(),
+    }
+}
+
+/// Adds the polled families, and each collector's success and duration. A reading older than
+/// `max_age` counts as failed: its figures are not current.
+pub fn collect(polled: &Polled, max_age: Duration, out: &mut Families) {
+    fn fresh<'a, T>(
+        name: &str,
+        r: &'a Option<Reading<T>>,
+        max_age: Duration,
+        out: &mut Families,
+    ) -> Option<&'a T> {
+        let current = r.as_ref().filter(|r| r.at.elapsed() <= max_age);
+        let value = current.and_then(|r| r.value.as_ref().ok());
+        let labels = [("collector", name)];
+        out.add(
+            &c::COLLECTOR_SUCCESS,
+            &labels,
+            f64::from(u8::from(value.is_some())),
+        );
+        if let Some(r) = r {
+            out.add(&c::COLLECTOR_DURATION, &labels, r.took.as_secs_f64());
+        }
+        value
+    }
+    if let Some(dps) = fresh("datapath", &polled.datapaths, max_age, out) {
+        for dp in dps {
+            let d = dp.name.as_str();
+            for (result, n) in [("hit", dp.hit), ("missed", dp.missed), ("lost", dp.lost)] {
+                out.add(
+                    &c::DATAPATH_LOOKUPS,
+                    &[("datapath", d), ("result", result)],
+                    n as f64,
+                );
+            }
+            out.add(&c::DATAPATH_FLOWS, &[("datapath", d)], dp.flows as f64);
+            out.add(&c::DATAPATH_PORTS, &[("datapath", d)], dp.ports as f64);
+        }
+    }
+    if let Some(ups) = fresh("upcall", &polled.upcall, max_age, out) {
+        for up in ups {
+            let labels = [("datapath", up.datapath.as_str())];
+            if let Some(limit) = up.flow_limit {
+                out.add(&c::UPCALL_FLOW_LIMIT, &labels, limit as f64);
+            }
+            if let Some(secs) = up.dump_duration_seconds {
+                out.add(&c::UPCALL_DUMP_DURATION, &labels, secs);
+            }
+        }
+    }
+    if let Some(m) = fresh("vswitchd_memory", &polled.vswitchd_memory, max_age, out) {
+        for (key, spec) in [
+            ("handlers", &c::HANDLER_THREADS),
+            ("revalidators", &c::REVALIDATOR_THREADS),
+            ("rules", &c::OPENFLOW_RULES),
+            ("udpif keys", &c::UDPIF_KEYS),
+        ] {
+            if let Some(n) = m.get(key) {
+                out.add(spec, &[], *n as f64);
+            }
+        }
+    }
+    if let Some(cov) = fresh("coverage", &polled.coverage, max_age, out) {
+        for event in appctl::COVERAGE_EVENTS {
+            let n = cov.get(*event).copied().unwrap_or(0);
+            out.add(&c::COVERAGE, &[("event", event)], n as f64);
+        }
+    }
+    if let Some(flows) = fresh("openflow", &polled.flows, max_age, out) {
+        for (bridge, n) in flows {
+            out.add(&c::BRIDGE_FLOWS, &[("bridge", bridge)], *n as f64);
+        }
+    }
+    if let Some(m) = fresh("ovsdb_memory", &polled.ovsdb_memory, max_age, out) {
+        for (key, spec) in [
+            ("atoms", &c::OVSDB_ATOMS),
+            ("cells", &c::OVSDB_CELLS),
+            ("monitors", &c::OVSDB_MONITORS),
+            ("sessions", &c::OVSDB_SESSIONS),
+        ] {
+            if let Some(n) = m.get(key) {
+                out.add(spec, &[], *n as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::families::encode;
+    use super::*;
+
+    fn ok<T>(value: T) -> Option<Reading<T>> {
+        Some(Reading {
+            value: Ok(value),
+            took: Duration::from_millis(1),
+            at: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn failed_or_stale_readings_leave_their_series_out() {
+        let polled = Polled {
+            datapaths: ok(appctl::parse_dpctl_show(
+                "netdev@ovs-netdev:\n  lookups: hit:2 missed:3 lost:0\n  flows: 3\n",
+            )),
+            coverage: ok(BTreeMap::from([("netdev_sent".to_string(), 8)])),
+            ovsdb_memory: Some(Reading {
+                value: Err("ovsdb-server is not running".into()),
+                took: Duration::ZERO,
+                at: Instant::now(),
+            }),
+            ..Polled::default()
+        };
+        let mut f = Families::default();
+        collect(&polled, Duration::from_secs(10), &mut f);
+        let text = encode(&f.finish());
+        for want in [
+            "ovs_datapath_lookups_total{datapath=\"netdev@ovs-netdev\",result=\"missed\"} 3\n",
+            "ovs_datapath_flows{datapath=\"netdev@ovs-netdev\"} 3\n",
+            "ovs_vswitchd_coverage_events_total{event=\"netdev_sent\"} 8\n",
+            "ovs_vswitchd_coverage_events_total{event=\"bridge_reconfigure\"} 0\n",
+            "ovs_appliance_collector_success{collector=\"datapath\"} 1\n",
+            "ovs_appliance_collector_success{collector=\"ovsdb_memory\"} 0\n",
+            "ovs_appliance_collector_success{collector=\"upcall\"} 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(!text.contains("ovsdb_server_"), "{text}");
+        // The same readings, too old.
+        let mut f = Families::default();
+        collect(&polled, Duration::ZERO, &mut f);
+        std::thread::sleep(Duration::from_millis(2));
+        let mut f2 = Families::default();
+        collect(&polled, Duration::from_millis(1), &mut f2);
+        let text = encode(&f2.finish());
+        assert!(!text.contains("ovs_datapath_flows"), "{text}");
+        assert!(text.contains("ovs_appliance_collector_success{collector=\"datapath\"} 0\n"));
+    }
+}
