@@ -53,18 +53,9 @@ pub fn probe(url: &str, timeout: Duration) -> Result<String, String> {
         .to_socket_addrs()
         .map_err(|e| format!("{url}: cannot resolve {}: {e}", target.authority))?
         .collect();
-    let addr = addrs
-        .first()
-        .ok_or_else(|| format!("{url}: {} has no address", target.authority))?;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    let mut stream =
-        TcpStream::connect_timeout(addr, left()).map_err(|e| format!("{url}: connect: {e}"))?;
+    let mut stream = connect(&addrs, deadline).map_err(|e| format!("{url}: {e}"))?;
     stream
-        .set_write_timeout(Some(left()))
+        .set_write_timeout(Some(left(deadline)))
         .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ovs-appliance-healthcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -79,6 +70,26 @@ pub fn probe(url: &str, timeout: Duration) -> Result<String, String> {
         Some(_) => Err(format!("{url}: {line}")),
         None => Err(format!("{url}: not an HTTP response: {line:?}")),
     }
+}
+
+/// What is left of `deadline`, never zero (a zero timeout is an error to std).
+fn left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+/// The first address that accepts. `localhost` may name ::1 first while the server listens on
+/// 127.0.0.1 only.
+fn connect(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, String> {
+    let mut last = "no address".to_string();
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, left(deadline)) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// Reads up to the first CRLF (at most 1 KiB), each read bounded by what is left of `deadline`.
