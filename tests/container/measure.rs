@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
-const IPERF_ROUNDS: usize = 3;
+const IPERF_ROUNDS: usize = 5;
 const IPERF_SECS: u32 = 4;
 
 pub fn all(ctx: &Ctx, failures: &mut Vec<String>) {
