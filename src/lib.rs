@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod ignition;
 pub mod metrics;
 pub mod netlink;
 pub mod ovsdb;

@@ -63,6 +63,17 @@ enum Command {
     Apply,
     /// Daemons, bridges and ports (owned or not), drift and interface errors.
     Status,
+    /// Exit 0 when the health endpoint answers 200 within 2 s, else 1 (the image's HEALTHCHECK).
+    Healthcheck {
+        #[arg(long, env = "OVS_APPLIANCE_HEALTH_URL", default_value = app::DEFAULT_HEALTH_URL)]
+        url: String,
+    },
+    /// Print the Ignition config (Fedora CoreOS) that runs IMAGE with the --config file.
+    Ignition {
+        /// The image reference the host pulls, e.g. quay.io/you/ovs-appliance:0.1.0.
+        #[arg(long)]
+        image: String,
+    },
     /// Print the version.
     Version,
 }
@@ -102,6 +113,8 @@ fn main() -> ExitCode {
         Command::Plan { json } => app::plan(config, &paths.kernel, json),
         Command::Apply => app::apply(config, &paths.kernel),
         Command::Status => app::status(config, &paths.kernel),
+        Command::Healthcheck { url } => app::healthcheck(&url, app::HEALTH_TIMEOUT),
+        Command::Ignition { image } => app::ignition(config, &image),
         Command::Version => {
             println!("ovs-appliance {}", env!("CARGO_PKG_VERSION"));
             Ok(())

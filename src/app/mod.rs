@@ -2,9 +2,13 @@
 //! maps failures to sysexits in one place.
 
 mod commands;
+mod deploy;
+mod http_probe;
 mod signals;
 
 pub use commands::{apply, plan, status};
+pub use deploy::{healthcheck, ignition};
+pub use http_probe::{DEFAULT_URL as DEFAULT_HEALTH_URL, TIMEOUT as HEALTH_TIMEOUT};
 
 use crate::config::{self, BridgeDatapath, Config};
 use crate::metrics::Metrics;
@@ -26,10 +30,15 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error(transparent)]
     Reconcile(#[from] reconcile::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
 }
 
 impl Error {
-    /// sysexits: 65 bad config, 69 unavailable, 77 missing capability, 70 internal.
+    /// sysexits: 64 usage, 65 bad config, 69 unavailable, 77 missing capability, 70 internal;
+    /// 1 for an unhealthy `healthcheck` (what Docker's HEALTHCHECK reads as unhealthy).
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => 65,
@@ -38,6 +47,8 @@ impl Error {
             Self::Runtime(_) => 70,
             Self::Reconcile(reconcile::Error::Connect(_)) => 69,
             Self::Reconcile(_) => 70,
+            Self::Usage(_) => 64,
+            Self::Unhealthy(_) => 1,
         }
     }
 }

@@ -1,0 +1,196 @@
+//! The compose files: each matches the compose specification's schema and passes
+//! `docker-compose config`, and the resolved services carry what the appliance needs (host
+//! network, capabilities, the tun device, the volumes, a health check, loopback listeners).
+//! Bringing the stack up under a real engine is in tests/container.
+
+mod deploy;
+
+use deploy::{compose_validator, on_path, repo, require, schema_errors, yaml_file};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn compose_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("compose"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("compose.yaml"))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn both_stacks_are_there() {
+    let names: Vec<String> = compose_files()
+        .iter()
+        .map(|p| {
+            p.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into()
+        })
+        .collect();
+    assert_eq!(names, ["monitoring", "ovs-appliance"]);
+}
+
+#[test]
+fn every_compose_file_matches_the_compose_spec() {
+    let validator = compose_validator();
+    for file in compose_files() {
+        let doc = yaml_file(&file);
+        let errors = schema_errors(&validator, &doc);
+        assert!(
+            errors.is_empty(),
+            "{}:\n{}",
+            file.display(),
+            errors.join("\n")
+        );
+    }
+    // Not vacuous: a misspelt service key is refused.
+    let mut doc = yaml_file(&compose_files()[1]);
+    doc["services"]["ovs-appliance"]["network-mode"] = Value::from("host");
+    assert!(!schema_errors(&validator, &doc).is_empty());
+}
+
+/// `docker-compose config` of a file, resolved (variables, `extends`, relative paths), as JSON.
+fn resolved(file: &std::path::Path) -> Option<Value> {
+    if !require(&missing_compose()) {
+        return None;
+    }
+    let out = Command::new("docker-compose")
+        .arg("--file")
+        .arg(file)
+        .args(["--project-directory"])
+        .arg(file.parent().unwrap())
+        .arg("config")
+        .env_remove("OVS_APPLIANCE_IMAGE")
+        .env_remove("OVS_APPLIANCE_CONFIG_DIR")
+        .env_remove("OVS_APPLIANCE_MODULES")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose config {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resolved.yaml");
+    std::fs::write(&path, &out.stdout).unwrap();
+    Some(yaml_file(&path))
+}
+
+fn missing_compose() -> Vec<String> {
+    if on_path("docker-compose") {
+        Vec::new()
+    } else {
+        vec!["docker-compose not on PATH (apt-get install docker-compose)".into()]
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn assert_appliance_service(svc: &Value, what: &str) {
+    assert_eq!(svc["network_mode"], "host", "{what}");
+    let caps = strings(&svc["cap_add"]);
+    for cap in ["NET_ADMIN", "SYS_MODULE", "SYS_NICE"] {
+        assert!(caps.iter().any(|c| c == cap), "{what}: {cap} missing");
+    }
+    assert_eq!(
+        strings(&svc["devices"]),
+        ["/dev/net/tun:/dev/net/tun"],
+        "{what}"
+    );
+    let volumes = strings(&svc["volumes"]);
+    assert!(
+        volumes.contains(&"ovs-db:/etc/openvswitch:rw".to_string()),
+        "{what}: {volumes:?}"
+    );
+    assert!(
+        volumes.contains(&"/lib/modules:/lib/modules:ro".to_string()),
+        "{what}: {volumes:?}"
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.ends_with(":/etc/ovs-appliance:ro")),
+        "{what}: {volumes:?}"
+    );
+    assert_eq!(svc["restart"], "unless-stopped", "{what}");
+    assert_eq!(svc["stop_signal"], "SIGTERM", "{what}");
+    assert_eq!(
+        strings(&svc["healthcheck"]["test"]),
+        ["CMD", "/usr/local/bin/ovs-appliance", "healthcheck"],
+        "{what}"
+    );
+}
+
+#[test]
+fn appliance_stack_resolves_with_what_the_appliance_needs() {
+    let file = repo().join("compose/ovs-appliance/compose.yaml");
+    let Some(doc) = resolved(&file) else { return };
+    assert_appliance_service(&doc["services"]["ovs-appliance"], "ovs-appliance stack");
+    assert_eq!(doc["volumes"]["ovs-db"]["name"], "ovs-appliance-db");
+    let config = repo().join("compose/ovs-appliance/config/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    ovs_appliance::config::Config::from_toml(&text, &config).unwrap();
+}
+
+#[test]
+fn monitoring_stack_resolves_on_loopback_with_the_monitoring_files() {
+    let file = repo().join("compose/monitoring/compose.yaml");
+    let Some(doc) = resolved(&file) else { return };
+    let services = &doc["services"];
+    assert_appliance_service(&services["ovs-appliance"], "monitoring stack");
+    assert_eq!(doc["volumes"]["ovs-db"]["name"], "ovs-appliance-db");
+    for name in ["prometheus", "grafana"] {
+        assert_eq!(services[name]["network_mode"], "host", "{name}");
+    }
+    let prom = &services["prometheus"];
+    assert!(strings(&prom["command"]).contains(&"--web.listen-address=127.0.0.1:9090".into()));
+    let mounts = |svc: &Value| -> Vec<(String, String)> {
+        strings(&svc["volumes"])
+            .iter()
+            .filter_map(|v| {
+                let mut parts = v.split(':');
+                let (src, dst) = (parts.next()?, parts.next()?);
+                src.starts_with('/')
+                    .then(|| (src.to_string(), dst.to_string()))
+            })
+            .collect()
+    };
+    let dir = repo().join("compose/monitoring");
+    let want_prom = [
+        (
+            "prometheus/prometheus.yml",
+            "/etc/prometheus/prometheus.yml",
+        ),
+        ("prometheus/rules.yml", "/etc/prometheus/rules.yml"),
+    ];
+    let want_grafana = [
+        ("grafana/provisioning", "/etc/grafana/provisioning"),
+        ("grafana/dashboards", "/var/lib/grafana/dashboards"),
+    ];
+    for (svc, want) in [
+        (prom, &want_prom[..]),
+        (&services["grafana"], &want_grafana[..]),
+    ] {
+        let have = mounts(svc);
+        for (src, dst) in want {
+            let src = dir.join(src).display().to_string();
+            assert!(
+                have.contains(&(src.clone(), dst.to_string())),
+                "{src} -> {dst}: {have:?}"
+            );
+        }
+    }
+    let env = &services["grafana"]["environment"];
+    assert_eq!(env["GF_SERVER_HTTP_ADDR"], "127.0.0.1");
+}

@@ -1,0 +1,114 @@
+//! Helpers for the deploy-file tests: the repository's paths, the shared JSON schemas, YAML read
+//! as JSON, and Ignition file contents decoded from their data URLs.
+#![allow(dead_code)]
+
+use serde_json::{Map, Number, Value};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use yaml_rust2::{Yaml, YamlLoader};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/schemas/<name>`: the published schemas, kept beside the repository.
+pub fn schema(name: &str) -> Value {
+    let path = repo().join("../shared/schemas").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every schema error of `doc`, as `<instance path>: <message>` lines.
+pub fn schema_errors(validator: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+pub fn ignition_validator() -> jsonschema::Validator {
+    // The schema says draft-04 and relies on no remote reference.
+    jsonschema::draft4::new(&schema("ignition-v3_5.json")).expect("ignition schema compiles")
+}
+
+pub fn compose_validator() -> jsonschema::Validator {
+    // "$schema" names draft-07 without the trailing '#': pick the draft explicitly.
+    jsonschema::draft7::new(&schema("compose-spec.json")).expect("compose schema compiles")
+}
+
+/// A YAML document as the JSON value it denotes (YAML 1.2 core schema: `0644` is the decimal
+/// integer 644, unlike Butane's and PyYAML's octal).
+pub fn yaml_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert_eq!(docs.len(), 1, "{path:?}: expected one YAML document");
+    to_json(&docs[0])
+}
+
+fn to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::Number((*i).into()),
+        Yaml::Real(r) => Number::from_f64(r.parse().unwrap())
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => {
+            let mut map = Map::new();
+            for (k, v) in h {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    other => panic!("unsupported YAML key {other:?}"),
+                };
+                map.insert(key, to_json(v));
+            }
+            Value::Object(map)
+        }
+        other => panic!("unsupported YAML node {other:?}"),
+    }
+}
+
+/// The bytes of an Ignition resource: its data URL decoded, then gunzipped when
+/// `compression` says gzip (as Butane writes larger files).
+pub fn resource_bytes(resource: &Value) -> Vec<u8> {
+    let source = resource["source"].as_str().expect("contents.source");
+    let raw = ovs_appliance::ignition::dataurl::decode(source)
+        .unwrap_or_else(|e| panic!("{}: {e}", &source[..source.len().min(40)]));
+    match resource.get("compression").and_then(Value::as_str) {
+        None | Some("") => raw,
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        }
+        Some(other) => panic!("unknown compression {other}"),
+    }
+}
+
+/// Whether a command is on PATH.
+pub fn on_path(bin: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| Path::new(d).join(bin).is_file())
+}
+
+/// True when the test can run; else prints `skipped: why` (panics under
+/// OVS_APPLIANCE_REQUIRE_ALL=1, where nothing may be skipped).
+pub fn require(missing: &[String]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let why = missing.join(", ");
+    if std::env::var("OVS_APPLIANCE_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("OVS_APPLIANCE_REQUIRE_ALL=1 but this test cannot run: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
