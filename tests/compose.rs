@@ -172,7 +172,7 @@ fn monitoring_stack_resolves_on_loopback_with_the_monitoring_files() {
             "prometheus/prometheus.yml",
             "/etc/prometheus/prometheus.yml",
         ),
-        ("prometheus/rules.yml", "/etc/prometheus/rules.yml"),
+        ("prometheus/alerts.yml", "/etc/prometheus/alerts.yml"),
     ];
     let want_grafana = [
         ("grafana/provisioning", "/etc/grafana/provisioning"),
@@ -185,6 +185,7 @@ fn monitoring_stack_resolves_on_loopback_with_the_monitoring_files() {
         let have = mounts(svc);
         for (src, dst) in want {
             let src = dir.join(src).display().to_string();
+            assert!(std::path::Path::new(&src).exists(), "{src} is mounted but missing");
             assert!(
                 have.contains(&(src.clone(), dst.to_string())),
                 "{src} -> {dst}: {have:?}"
