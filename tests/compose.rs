@@ -185,7 +185,10 @@ fn monitoring_stack_resolves_on_loopback_with_the_monitoring_files() {
         let have = mounts(svc);
         for (src, dst) in want {
             let src = dir.join(src).display().to_string();
-            assert!(std::path::Path::new(&src).exists(), "{src} is mounted but missing");
+            assert!(
+                std::path::Path::new(&src).exists(),
+                "{src} is mounted but missing"
+            );
             assert!(
                 have.contains(&(src.clone(), dst.to_string())),
                 "{src} -> {dst}: {have:?}"

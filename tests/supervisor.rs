@@ -316,3 +316,46 @@ fn a_restart_loop_ends_the_appliance_for_the_container_to_restart() {
         "ovsdb-server was stopped too"
     );
 }
+
+/// ovs-vsctl that waits (up to 120 s) for ovs-vswitchd to apply the change.
+fn vsctl_wait(app: &Appliance, args: &[String]) {
+    let mut cmd = std::process::Command::new("ovs-vsctl");
+    cmd.env("OVS_RUNDIR", app.run_dir())
+        .arg("--timeout=120")
+        .args(args);
+    let out = run(&mut cmd, Duration::from_secs(150));
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_vswitchd_busy_applying_many_ports_is_not_killed() {
+    let Some(mut app) = appliance() else { return };
+    app.start_ready();
+    let pid = app.pid("ovs-vswitchd").unwrap();
+    let mut args: Vec<String> = "add-br brbusy -- set Bridge brbusy datapath_type=netdev"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    for i in 0..300 {
+        for word in
+            format!("-- add-port brbusy bp{i} -- set Interface bp{i} type=internal").split(' ')
+        {
+            args.push(word.into());
+        }
+    }
+    vsctl_wait(&app, &args);
+    // Deleting netdev ports costs vswitchd ~18 ms each: seconds without a control-socket answer,
+    // far past the 2 x 300 ms this appliance's health checks allow a hung daemon.
+    vsctl_wait(&app, &["del-br".to_string(), "brbusy".to_string()]);
+    assert_eq!(
+        app.pid("ovs-vswitchd"),
+        Some(pid),
+        "not killed while busy:\n{}",
+        app.log()
+    );
+    assert!(
+        app.log().contains("answers slowly"),
+        "the busy path was taken:\n{}",
+        app.log()
+    );
+}

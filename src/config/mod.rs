@@ -168,6 +168,9 @@ pub struct SupervisorConfig {
     pub restart_window: HumanDuration,
     /// How long SIGTERM waits for the daemons to exit before it kills them.
     pub drain_timeout: HumanDuration,
+    /// How long ovs-vswitchd may leave its control socket unanswered while its main thread keeps
+    /// working (creating or deleting many ports) before that counts as a hang.
+    pub busy_timeout: HumanDuration,
 }
 
 impl Default for SupervisorConfig {
@@ -182,6 +185,7 @@ impl Default for SupervisorConfig {
             restart_limit: 5,
             restart_window: HumanDuration::secs(300),
             drain_timeout: HumanDuration::secs(10),
+            busy_timeout: HumanDuration::secs(300),
         }
     }
 }

@@ -86,6 +86,7 @@ fn supervisor(s: &SupervisorConfig, errors: &mut Errors) {
         ("supervisor.start_timeout", s.start_timeout),
         ("supervisor.restart_window", s.restart_window),
         ("supervisor.drain_timeout", s.drain_timeout),
+        ("supervisor.busy_timeout", s.busy_timeout),
     ];
     for (field, value) in positive {
         if value.0.is_zero() {

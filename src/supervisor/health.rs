@@ -33,3 +33,34 @@ pub async fn check(
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
+
+/// The state letter and CPU ticks (user + system) of a process's main thread, from
+/// `/proc/<pid>/task/<pid>/stat`. The main thread is the one that serves the control socket.
+pub fn main_thread_cpu(proc_root: &std::path::Path, pid: u32) -> Option<(char, u64)> {
+    let path = proc_root.join(format!("{pid}/task/{pid}/stat"));
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((state, utime + stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_state_and_cpu_of_the_main_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("42/task/42");
+        std::fs::create_dir_all(&task).unwrap();
+        let stat = "42 (ovs vswitchd) R 1 42 42 0 -1 4194560 5 0 0 0 120 30 0 0 10 -10 4 0 5";
+        std::fs::write(task.join("stat"), stat).unwrap();
+        assert_eq!(main_thread_cpu(dir.path(), 42), Some(('R', 150)));
+        assert_eq!(main_thread_cpu(dir.path(), 43), None);
+        let me = std::process::id();
+        assert!(main_thread_cpu(std::path::Path::new("/proc"), me).is_some());
+    }
+}

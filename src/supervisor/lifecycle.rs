@@ -19,6 +19,10 @@ struct Running {
     exit: oneshot::Receiver<ExitStatus>,
     exited: Option<ExitStatus>,
     failed_checks: u32,
+    /// Since when unanswered checks have been excused because the daemon was working.
+    busy_since: Option<Instant>,
+    /// Main-thread CPU ticks at the last check, to tell a busy daemon from a hung one.
+    cpu_ticks: Option<u64>,
 }
 
 impl Running {
@@ -173,6 +177,8 @@ impl Supervisor {
             exit: spawned.exit,
             exited: None,
             failed_checks: 0,
+            busy_since: None,
+            cpu_ticks: None,
         });
         let timing = self.settings.timing.clone();
         let deadline = began + timing.start_timeout.0;
@@ -250,9 +256,14 @@ impl Supervisor {
                         s.vswitchd.up = vs_ok.is_ok();
                         before != (s.ovsdb_server.up, s.vswitchd.up)
                     });
+                    let proc_root = self.settings.proc_root.clone();
+                    let vs_ok = excuse_busy(vs, &proc_root, &timing, vs_ok);
                     for (daemon, running, result) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
                         match result {
-                            Ok(()) => running.failed_checks = 0,
+                            Ok(()) => {
+                                running.failed_checks = 0;
+                                running.busy_since = None;
+                            }
                             Err(why) => {
                                 running.failed_checks += 1;
                                 warn!(daemon = daemon.name(), pid = running.pid, failed = running.failed_checks, %why, "health check failed");
@@ -350,6 +361,38 @@ impl Supervisor {
         info!("stopped");
         Ok(())
     }
+}
+
+/// An unanswered vswitchd check while its main thread keeps using CPU is not a failure, up to
+/// `busy_timeout`: creating or deleting hundreds of netdev ports keeps it off its control socket
+/// for seconds (deletion costs ~18 ms a port here). A stopped (SIGSTOP) or blocked main thread
+/// uses no CPU, so the failure stands.
+fn excuse_busy(
+    vs: &mut Running,
+    proc_root: &std::path::Path,
+    timing: &crate::config::SupervisorConfig,
+    result: Result<(), String>,
+) -> Result<(), String> {
+    let now = health::main_thread_cpu(proc_root, vs.pid);
+    let before = std::mem::replace(&mut vs.cpu_ticks, now.map(|(_, t)| t));
+    let why = match result {
+        Ok(()) => return Ok(()),
+        Err(why) => why,
+    };
+    let working = matches!((now, before), (Some((state, ticks)), Some(old)) if state != 'T' && state != 't' && ticks > old);
+    if !working {
+        vs.busy_since = None;
+        return Err(why);
+    }
+    let since = *vs.busy_since.get_or_insert_with(Instant::now);
+    if since.elapsed() > timing.busy_timeout.0 {
+        return Err(format!(
+            "{why}; busy (main thread on CPU) for longer than busy_timeout ({})",
+            timing.busy_timeout
+        ));
+    }
+    info!(pid = vs.pid, %why, "ovs-vswitchd is working (its main thread is on CPU) and answers slowly; not counted as a failure");
+    Ok(())
 }
 
 fn failed(daemon: Daemon, why: String) -> Stop {
