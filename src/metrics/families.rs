@@ -29,12 +29,17 @@ impl Body {
     }
 }
 
-/// The families of one scrape, by name (hashed: a scrape looks a family up once per sample,
-/// and comparing names that share a long prefix in a tree costs more); sorted at the end.
+/// The families of one scrape, in the order first seen; sorted by name at the end.
 #[derive(Default)]
 pub struct Families {
-    map: HashMap<&'static str, Body>,
+    bodies: Vec<Body>,
+    index: HashMap<&'static str, usize>,
 }
+
+/// Where a family's samples go: looked up once, then used for every sample of a scrape (a
+/// thousand interfaces make 20,000 samples; hashing the name for each showed in profiles).
+#[derive(Debug, Clone, Copy)]
+pub struct Slot(usize);
 
 /// Label pairs in their text form, `{a="x",b="y"}` (empty for none), escaped.
 pub struct Labels(String);
@@ -83,20 +88,34 @@ fn kind_name(kind: Kind) -> &'static str {
 }
 
 impl Families {
-    /// One sample of a counter or gauge.
-    pub fn add(&mut self, spec: &'static Spec, labels: &[(&str, &str)], value: f64) {
-        self.add_labelled(spec, &Labels::new(labels), value);
+    /// The slot of `spec`'s family, created empty if new.
+    pub fn slot(&mut self, spec: &'static Spec) -> Slot {
+        debug_assert!(spec.kind != Kind::Histogram, "{}", spec.name);
+        let bodies = &mut self.bodies;
+        let i = *self.index.entry(spec.name).or_insert_with(|| {
+            bodies.push(Body::Samples(spec, String::new()));
+            bodies.len() - 1
+        });
+        Slot(i)
     }
 
-    /// One sample with labels rendered once for several families (an interface's).
-    pub fn add_labelled(&mut self, spec: &'static Spec, labels: &Labels, value: f64) {
-        debug_assert!(spec.kind != Kind::Histogram, "{}", spec.name);
-        let body = self
-            .map
-            .entry(spec.name)
-            .or_insert_with(|| Body::Samples(spec, String::new()));
-        let Body::Samples(_, out) = body else {
-            debug_assert!(false, "{} is both encoded and sampled", spec.name);
+    /// Makes room for `bytes` more text in a family.
+    pub fn reserve(&mut self, slot: Slot, bytes: usize) {
+        if let Body::Samples(_, out) = &mut self.bodies[slot.0] {
+            out.reserve(bytes);
+        }
+    }
+
+    /// One sample of a counter or gauge.
+    pub fn add(&mut self, spec: &'static Spec, labels: &[(&str, &str)], value: f64) {
+        let slot = self.slot(spec);
+        self.add_at(slot, &Labels::new(labels), value);
+    }
+
+    /// One sample, into a slot, with labels rendered once for several families.
+    pub fn add_at(&mut self, slot: Slot, labels: &Labels, value: f64) {
+        let Body::Samples(spec, out) = &mut self.bodies[slot.0] else {
+            debug_assert!(false, "sample added to an encoded family");
             return;
         };
         out.push_str(spec.name);
@@ -122,9 +141,13 @@ impl Families {
         }
         let mut text = String::new();
         match prometheus::TextEncoder::new().encode_utf8(&[mf], &mut text) {
-            Ok(()) => {
-                self.map.insert(spec.name, Body::Encoded(spec.name, text));
-            }
+            Ok(()) => match self.index.get(spec.name) {
+                Some(i) => self.bodies[*i] = Body::Encoded(spec.name, text),
+                None => {
+                    self.index.insert(spec.name, self.bodies.len());
+                    self.bodies.push(Body::Encoded(spec.name, text));
+                }
+            },
             Err(e) => tracing::error!(family = spec.name, %e, "failed to encode a metric family"),
         }
     }
@@ -132,14 +155,15 @@ impl Families {
     /// The text of every family with at least one sample, sorted by name.
     pub fn finish(self) -> String {
         let size = self
-            .map
-            .values()
+            .bodies
+            .iter()
             .map(|b| match b {
                 Body::Samples(spec, s) => s.len() + spec.help.len() + 2 * spec.name.len() + 32,
                 Body::Encoded(_, s) => s.len(),
             })
             .sum();
-        let mut bodies: Vec<Body> = self.map.into_values().collect();
+        let mut bodies = self.bodies;
+        bodies.retain(|b| !matches!(b, Body::Samples(_, s) if s.is_empty()));
         bodies.sort_by_key(Body::name);
         let mut out = String::with_capacity(size);
         for body in bodies {

@@ -3,31 +3,59 @@
 //! are labelled by bridge, port and interface name, never by uuid.
 
 use super::catalogue::{self as c, Spec};
-use super::families::{Families, Labels};
+use super::families::{Families, Labels, Slot};
 use super::filter::Filter;
 use crate::ovsdb::{Atom, Cache, Datum, Row};
 
-/// The family a `statistics` key of the Interface table (vswitch.xml) feeds. Keys OVS does not
-/// report for an interface are left out, not exported as 0; keys not listed here (per-size
-/// packet counts, driver-specific ones) are not exported.
-fn statistic(key: &str) -> Option<&'static Spec> {
-    Some(match key {
-        "rx_packets" => &c::IF_RX_PACKETS,
-        "rx_bytes" => &c::IF_RX_BYTES,
-        "rx_dropped" => &c::IF_RX_DROPPED,
-        "rx_errors" => &c::IF_RX_ERRORS,
-        "rx_crc_err" => &c::IF_RX_CRC,
-        "rx_frame_err" => &c::IF_RX_FRAME,
-        "rx_over_err" => &c::IF_RX_OVER,
-        "rx_missed_errors" => &c::IF_RX_MISSED,
-        "rx_multicast_packets" => &c::IF_RX_MULTICAST,
-        "tx_packets" => &c::IF_TX_PACKETS,
-        "tx_bytes" => &c::IF_TX_BYTES,
-        "tx_dropped" => &c::IF_TX_DROPPED,
-        "tx_errors" => &c::IF_TX_ERRORS,
-        "collisions" => &c::IF_COLLISIONS,
-        _ => return None,
-    })
+/// The `statistics` keys of the Interface table (vswitch.xml) that are exported, and their
+/// families. Keys OVS does not report for an interface are left out, not exported as 0; keys
+/// not listed (per-size packet counts, driver-specific ones) are not exported.
+const STATISTICS: [(&str, &Spec); 14] = [
+    ("rx_packets", &c::IF_RX_PACKETS),
+    ("rx_bytes", &c::IF_RX_BYTES),
+    ("rx_dropped", &c::IF_RX_DROPPED),
+    ("rx_errors", &c::IF_RX_ERRORS),
+    ("rx_crc_err", &c::IF_RX_CRC),
+    ("rx_frame_err", &c::IF_RX_FRAME),
+    ("rx_over_err", &c::IF_RX_OVER),
+    ("rx_missed_errors", &c::IF_RX_MISSED),
+    ("rx_multicast_packets", &c::IF_RX_MULTICAST),
+    ("tx_packets", &c::IF_TX_PACKETS),
+    ("tx_bytes", &c::IF_TX_BYTES),
+    ("tx_dropped", &c::IF_TX_DROPPED),
+    ("tx_errors", &c::IF_TX_ERRORS),
+    ("collisions", &c::IF_COLLISIONS),
+];
+
+/// The slot of every interface family, looked up once per scrape.
+struct Slots {
+    statistics: [Slot; 14],
+    link_up: Slot,
+    admin_up: Slot,
+    mtu: Slot,
+    speed: Slot,
+    resets: Slot,
+    info: Slot,
+}
+
+impl Slots {
+    fn new(out: &mut Families, interfaces: usize) -> Slots {
+        let statistics = STATISTICS.map(|(_, spec)| out.slot(spec));
+        let slots = Slots {
+            statistics,
+            link_up: out.slot(&c::IF_LINK_UP),
+            admin_up: out.slot(&c::IF_ADMIN_UP),
+            mtu: out.slot(&c::IF_MTU),
+            speed: out.slot(&c::IF_SPEED),
+            resets: out.slot(&c::IF_LINK_RESETS),
+            info: out.slot(&c::IF_INFO),
+        };
+        // A sample line is the family name, ~60 bytes of labels and a number.
+        for slot in slots.statistics.iter().chain([&slots.link_up, &slots.mtu]) {
+            out.reserve(*slot, interfaces * 112);
+        }
+        slots
+    }
 }
 
 /// What the interface part of a scrape did.
@@ -96,8 +124,11 @@ pub fn collect(cache: &Cache, filter: &Filter, out: &mut Families) -> Counts {
     wanted.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
     let dropped = wanted.len().saturating_sub(filter.max);
     wanted.truncate(filter.max);
-    for (bridge, port, name, row) in &wanted {
-        interface(bridge, port, name, row, out);
+    if !wanted.is_empty() {
+        let slots = Slots::new(out, wanted.len());
+        for (bridge, port, name, row) in &wanted {
+            interface(bridge, port, name, row, &slots, out);
+        }
     }
     Counts {
         exported: wanted.len(),
@@ -105,7 +136,7 @@ pub fn collect(cache: &Cache, filter: &Filter, out: &mut Families) -> Counts {
     }
 }
 
-fn interface(bridge: &str, port: &str, name: &str, row: &Row, out: &mut Families) {
+fn interface(bridge: &str, port: &str, name: &str, row: &Row, slots: &Slots, out: &mut Families) {
     let pairs = [("bridge", bridge), ("port", port), ("interface", name)];
     let labels = Labels::new(&pairs);
     if let Some(Datum::Map(stats)) = row.get("statistics") {
@@ -113,30 +144,31 @@ fn interface(bridge: &str, port: &str, name: &str, row: &Row, out: &mut Families
             let (Some(key), Some(value)) = (key.as_str(), value.as_i64()) else {
                 continue;
             };
-            if let (Some(spec), true) = (statistic(key), value >= 0) {
-                out.add_labelled(spec, &labels, value as f64);
+            let known = STATISTICS.iter().position(|(k, _)| *k == key);
+            if let (Some(i), true) = (known, value >= 0) {
+                out.add_at(slots.statistics[i], &labels, value as f64);
             }
         }
     }
-    for (column, spec) in [
-        ("link_state", &c::IF_LINK_UP),
-        ("admin_state", &c::IF_ADMIN_UP),
+    for (column, slot) in [
+        ("link_state", slots.link_up),
+        ("admin_state", slots.admin_up),
     ] {
         match text(row, column) {
-            "up" => out.add_labelled(spec, &labels, 1.0),
-            "down" => out.add_labelled(spec, &labels, 0.0),
+            "up" => out.add_at(slot, &labels, 1.0),
+            "down" => out.add_at(slot, &labels, 0.0),
             _ => {}
         }
     }
     // link_speed is in bits per second; Prometheus' base unit is bytes.
     let numbers = [
-        ("mtu", &c::IF_MTU, 1.0),
-        ("link_speed", &c::IF_SPEED, 8.0),
-        ("link_resets", &c::IF_LINK_RESETS, 1.0),
+        ("mtu", slots.mtu, 1.0),
+        ("link_speed", slots.speed, 8.0),
+        ("link_resets", slots.resets, 1.0),
     ];
-    for (column, spec, divisor) in numbers {
+    for (column, slot, divisor) in numbers {
         if let Some(n) = integer(row, column).filter(|n| *n >= 0) {
-            out.add_labelled(spec, &labels, n as f64 / divisor);
+            out.add_at(slot, &labels, n as f64 / divisor);
         }
     }
     let kind = match text(row, "type") {
@@ -155,7 +187,7 @@ fn interface(bridge: &str, port: &str, name: &str, row: &Row, out: &mut Families
         ("ofport", &ofport),
         ("mac", text(row, "mac_in_use")),
     ];
-    out.add(&c::IF_INFO, &info, 1.0);
+    out.add_at(slots.info, &Labels::new(&info), 1.0);
 }
 
 #[cfg(test)]
