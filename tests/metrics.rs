@@ -73,9 +73,17 @@ fn a_real_scrape_is_clean_complete_and_counts_traffic() {
     let h2 = Host::new(&app.netns.name, "s2", "10.71.0.2/24");
     app.start_ready();
     h1.ping(&h2.addr);
+    let runs = |text: &str| value(text, "ovs_appliance_reconcile_runs_total", &[]);
+    let runs_before = runs(&scrape(&app, PORT));
     // Interface statistics are refreshed every 5 s: after 6 s the warm-up pings are counted,
     // so they cannot be mistaken for the N below.
     std::thread::sleep(Duration::from_secs(6));
+    // That refresh reached the monitor, and did not make reconcile plan again.
+    assert_eq!(
+        runs(&scrape(&app, PORT)),
+        runs_before,
+        "statistics re-planned"
+    );
     let rx = |text: &str| value(text, "ovs_interface_receive_packets_total", &labels("s1"));
     let before = wait_for(Duration::from_secs(20), "s1's receive counter", || {
         rx(&scrape(&app, PORT))
@@ -253,6 +261,62 @@ name = "br0"
     wait_for(Duration::from_secs(20), "ready again", || {
         (status("/readyz") == Some(200)).then_some(())
     });
+}
+
+#[test]
+fn a_stopped_vswitchd_fails_its_collectors_and_the_scrape_still_answers_at_once() {
+    // Health checks far apart, so the supervisor does not restart the stopped daemon here.
+    let config = r#"
+[supervisor]
+health_interval = "60s"
+
+[metrics]
+refresh_interval = "1s"
+
+[[bridges]]
+name = "br0"
+"#;
+    let Some(mut app) = appliance(config, &[]) else {
+        return;
+    };
+    app.start_ready();
+    let success =
+        |text: &str, c: &str| value(text, "ovs_appliance_collector_success", &[("collector", c)]);
+    wait_for(Duration::from_secs(20), "the datapath collector", || {
+        (success(&scrape(&app, PORT), "datapath") == Some(1.0)).then_some(())
+    });
+    let pid = app.pid("ovs-vswitchd").expect("vswitchd running");
+    kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let text = wait_for(
+            Duration::from_secs(20),
+            "vswitchd collectors failing",
+            || {
+                let began = std::time::Instant::now();
+                let text = scrape(&app, PORT);
+                let took = began.elapsed();
+                assert!(took < Duration::from_secs(1), "a scrape waited {took:?}");
+                (success(&text, "datapath") == Some(0.0)).then_some(text)
+            },
+        );
+        // The daemon's other figures, and everything from the cache, are still there.
+        assert_eq!(success(&text, "interfaces"), Some(1.0));
+        assert_eq!(success(&text, "ovsdb_memory"), Some(1.0));
+        assert!(
+            !text.contains("ovs_datapath_flows{"),
+            "stale datapath series"
+        );
+        assert!(text.contains("ovs_bridge_ports{bridge=\"br0\"}"));
+    }));
+    kill(pid, nix::sys::signal::Signal::SIGCONT);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the datapath collector back",
+        || (success(&scrape(&app, PORT), "datapath") == Some(1.0)).then_some(()),
+    );
 }
 
 #[test]

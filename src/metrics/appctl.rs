@@ -73,6 +73,18 @@ pub fn parse_dpctl_show(text: &str) -> Vec<Datapath> {
     out
 }
 
+/// The datapath names of `dpif/show` (`netdev@ovs-netdev: hit:2 missed:3` at column 0).
+/// `dpctl/show` without a name fails as a whole when one datapath type cannot be enumerated
+/// (the kernel's, without the openvswitch module), so each datapath is asked by name.
+pub fn parse_dpif_show_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_once(": ").or_else(|| l.split_once(':')))
+        .map(|(name, _)| name.to_string())
+        .filter(|name| name.contains('@'))
+        .collect()
+}
+
 /// `memory/show` of either daemon: `handlers:1 idl-cells-Open_vSwitch:210 ... udpif keys:3`
 /// (ovs-vswitchd) or `atoms:231 cells:246 monitors:2 sessions:1` (ovsdb-server).
 pub fn parse_memory_show(text: &str) -> BTreeMap<String, u64> {
@@ -226,6 +238,17 @@ mod tests {
         );
         assert!(parse_dpctl_show("").is_empty());
         assert!(parse_dpctl_show("  lookups: hit:1\n").is_empty());
+    }
+
+    #[test]
+    fn dpif_show_names() {
+        let text = "netdev@ovs-netdev: hit:2 missed:3\n  br0:\n    br0 65534/1: (tap)\n\
+            system@ovs-system: hit:0 missed:0\n";
+        assert_eq!(
+            parse_dpif_show_names(text),
+            ["netdev@ovs-netdev", "system@ovs-system"]
+        );
+        assert!(parse_dpif_show_names("").is_empty());
     }
 
     #[test]

@@ -200,8 +200,8 @@ pub const IF_ADMIN_UP: Spec = gauge(
 );
 pub const IF_MTU: Spec = gauge("ovs_interface_mtu_bytes", "The interface's MTU.");
 pub const IF_SPEED: Spec = gauge(
-    "ovs_interface_link_speed_bits_per_second",
-    "The interface's negotiated link speed.",
+    "ovs_interface_link_speed_bytes_per_second",
+    "The interface's negotiated link speed (OVS reports bits per second; bytes are the base unit).",
 );
 pub const IF_LINK_RESETS: Spec = counter(
     "ovs_interface_link_resets_total",

@@ -56,7 +56,6 @@ pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families
 
 #[cfg(test)]
 mod tests {
-    use super::super::families::encode;
     use super::*;
     use crate::supervisor::DaemonState;
     use std::time::{Duration, SystemTime};
@@ -81,7 +80,7 @@ mod tests {
         };
         let mut f = Families::default();
         collect(&state, Path::new("/proc"), Units::of_this_host(), &mut f);
-        let text = encode(&f.finish());
+        let text = f.finish();
         for want in [
             "ovs_appliance_daemon_up{daemon=\"ovsdb-server\"} 1\n",
             "ovs_appliance_daemon_up{daemon=\"ovs-vswitchd\"} 0\n",

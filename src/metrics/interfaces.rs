@@ -3,13 +3,14 @@
 //! are labelled by bridge, port and interface name, never by uuid.
 
 use super::catalogue::{self as c, Spec};
-use super::families::Families;
+use super::families::{Families, Labels, Slot};
 use super::filter::Filter;
 use crate::ovsdb::{Atom, Cache, Datum, Row};
 
-/// `statistics` keys of the Interface table (vswitch.xml) and the family each feeds. Keys OVS
-/// does not report for an interface are left out, not exported as 0.
-const STATISTICS: &[(&str, &Spec)] = &[
+/// The `statistics` keys of the Interface table (vswitch.xml) that are exported, and their
+/// families. Keys OVS does not report for an interface are left out, not exported as 0; keys
+/// not listed (per-size packet counts, driver-specific ones) are not exported.
+const STATISTICS: [(&str, &Spec); 14] = [
     ("rx_packets", &c::IF_RX_PACKETS),
     ("rx_bytes", &c::IF_RX_BYTES),
     ("rx_dropped", &c::IF_RX_DROPPED),
@@ -25,6 +26,37 @@ const STATISTICS: &[(&str, &Spec)] = &[
     ("tx_errors", &c::IF_TX_ERRORS),
     ("collisions", &c::IF_COLLISIONS),
 ];
+
+/// The slot of every interface family, looked up once per scrape.
+struct Slots {
+    statistics: [Slot; 14],
+    link_up: Slot,
+    admin_up: Slot,
+    mtu: Slot,
+    speed: Slot,
+    resets: Slot,
+    info: Slot,
+}
+
+impl Slots {
+    fn new(out: &mut Families, interfaces: usize) -> Slots {
+        let statistics = STATISTICS.map(|(_, spec)| out.slot(spec));
+        let slots = Slots {
+            statistics,
+            link_up: out.slot(&c::IF_LINK_UP),
+            admin_up: out.slot(&c::IF_ADMIN_UP),
+            mtu: out.slot(&c::IF_MTU),
+            speed: out.slot(&c::IF_SPEED),
+            resets: out.slot(&c::IF_LINK_RESETS),
+            info: out.slot(&c::IF_INFO),
+        };
+        // A sample line is the family name, ~60 bytes of labels and a number.
+        for slot in slots.statistics.iter().chain([&slots.link_up, &slots.mtu]) {
+            out.reserve(*slot, interfaces * 112);
+        }
+        slots
+    }
+}
 
 /// What the interface part of a scrape did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,7 +93,7 @@ fn children<'a>(cache: &'a Cache, row: &Row, column: &str, table: &str) -> Vec<&
 
 /// Adds the bridge and interface families from `cache`.
 pub fn collect(cache: &Cache, filter: &Filter, out: &mut Families) -> Counts {
-    let mut wanted: Vec<(&str, &str, &Row)> = Vec::new();
+    let mut wanted: Vec<(&str, &str, &str, &Row)> = Vec::new();
     for (_, bridge) in cache.table("Bridge") {
         let b = name(bridge);
         let ports = children(cache, bridge, "ports", "Port");
@@ -82,17 +114,21 @@ pub fn collect(cache: &Cache, filter: &Filter, out: &mut Families) -> Counts {
         out.add(&c::BRIDGE_PORTS, &[("bridge", b)], ports.len() as f64);
         for port in ports {
             for iface in children(cache, port, "interfaces", "Interface") {
-                if filter.wants(name(iface)) {
-                    wanted.push((b, name(port), iface));
+                let i = name(iface);
+                if filter.wants(i) {
+                    wanted.push((b, name(port), i, iface));
                 }
             }
         }
     }
-    wanted.sort_by(|x, y| (x.0, x.1, name(x.2)).cmp(&(y.0, y.1, name(y.2))));
+    wanted.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
     let dropped = wanted.len().saturating_sub(filter.max);
     wanted.truncate(filter.max);
-    for (bridge, port, iface) in &wanted {
-        interface(bridge, port, iface, out);
+    if !wanted.is_empty() {
+        let slots = Slots::new(out, wanted.len());
+        for (bridge, port, name, row) in &wanted {
+            interface(bridge, port, name, row, &slots, out);
+        }
     }
     Counts {
         exported: wanted.len(),
@@ -100,37 +136,39 @@ pub fn collect(cache: &Cache, filter: &Filter, out: &mut Families) -> Counts {
     }
 }
 
-fn interface(bridge: &str, port: &str, row: &Row, out: &mut Families) {
-    let labels = [("bridge", bridge), ("port", port), ("interface", name(row))];
+fn interface(bridge: &str, port: &str, name: &str, row: &Row, slots: &Slots, out: &mut Families) {
+    let pairs = [("bridge", bridge), ("port", port), ("interface", name)];
+    let labels = Labels::new(&pairs);
     if let Some(Datum::Map(stats)) = row.get("statistics") {
         for (key, value) in stats {
             let (Some(key), Some(value)) = (key.as_str(), value.as_i64()) else {
                 continue;
             };
-            let spec = STATISTICS.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);
-            if let (Some(spec), true) = (spec, value >= 0) {
-                out.add(spec, &labels, value as f64);
+            let known = STATISTICS.iter().position(|(k, _)| *k == key);
+            if let (Some(i), true) = (known, value >= 0) {
+                out.add_at(slots.statistics[i], &labels, value as f64);
             }
         }
     }
-    for (column, spec) in [
-        ("link_state", &c::IF_LINK_UP),
-        ("admin_state", &c::IF_ADMIN_UP),
+    for (column, slot) in [
+        ("link_state", slots.link_up),
+        ("admin_state", slots.admin_up),
     ] {
         match text(row, column) {
-            "up" => out.add(spec, &labels, 1.0),
-            "down" => out.add(spec, &labels, 0.0),
+            "up" => out.add_at(slot, &labels, 1.0),
+            "down" => out.add_at(slot, &labels, 0.0),
             _ => {}
         }
     }
+    // link_speed is in bits per second; Prometheus' base unit is bytes.
     let numbers = [
-        ("mtu", &c::IF_MTU),
-        ("link_speed", &c::IF_SPEED),
-        ("link_resets", &c::IF_LINK_RESETS),
+        ("mtu", slots.mtu, 1.0),
+        ("link_speed", slots.speed, 8.0),
+        ("link_resets", slots.resets, 1.0),
     ];
-    for (column, spec) in numbers {
+    for (column, slot, divisor) in numbers {
         if let Some(n) = integer(row, column).filter(|n| *n >= 0) {
-            out.add(spec, &labels, n as f64);
+            out.add_at(slot, &labels, n as f64 / divisor);
         }
     }
     let kind = match text(row, "type") {
@@ -140,7 +178,7 @@ fn interface(bridge: &str, port: &str, row: &Row, out: &mut Families) {
     let ofport = integer(row, "ofport")
         .map(|n| n.to_string())
         .unwrap_or_default();
-    let [b, p, i] = labels;
+    let [b, p, i] = pairs;
     let info = [
         b,
         p,
@@ -149,12 +187,11 @@ fn interface(bridge: &str, port: &str, row: &Row, out: &mut Families) {
         ("ofport", &ofport),
         ("mac", text(row, "mac_in_use")),
     ];
-    out.add(&c::IF_INFO, &info, 1.0);
+    out.add_at(slots.info, &Labels::new(&info), 1.0);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::families::encode;
     use super::*;
     use crate::ovsdb::{parse_updates2, MonitorRequests, Schema};
     use serde_json::json;
@@ -224,7 +261,7 @@ mod tests {
                 dropped: 0
             }
         );
-        let text = encode(&f.finish());
+        let text = f.finish();
         let l = "bridge=\"br0\",port=\"s1\",interface=\"s1\"";
         for want in [
             format!("ovs_interface_receive_packets_total{{{l}}} 7\n"),
@@ -232,7 +269,7 @@ mod tests {
             format!("ovs_interface_transmit_errors_total{{{l}}} 0\n"),
             format!("ovs_interface_link_up{{{l}}} 1\n"),
             format!("ovs_interface_mtu_bytes{{{l}}} 1500\n"),
-            format!("ovs_interface_link_speed_bits_per_second{{{l}}} 10000000000\n"),
+            format!("ovs_interface_link_speed_bytes_per_second{{{l}}} 1250000000\n"),
             format!("ovs_interface_link_resets_total{{{l}}} 2\n"),
             format!("ovs_interface_info{{{l},type=\"system\",ofport=\"1\",mac=\"aa:bb:cc:dd:ee:ff\"}} 1\n"),
             "ovs_interface_link_up{bridge=\"br0\",port=\"br0\",interface=\"br0\"} 0\n".into(),
@@ -259,7 +296,7 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(collect(&cache(), &only, &mut f).exported, 1);
-        let text = encode(&f.finish());
+        let text = f.finish();
         assert!(!text.contains("interface=\"br0\""), "{text}");
         let mut f = Families::default();
         // Sorted by bridge, port, name: port "br0" comes before "s1" and is the one kept.
@@ -270,7 +307,7 @@ mod tests {
                 dropped: 1
             }
         );
-        assert!(!encode(&f.finish()).contains("interface=\"s1\""));
+        assert!(!f.finish().contains("interface=\"s1\""));
     }
 
     #[test]
@@ -284,7 +321,7 @@ mod tests {
         cache.apply(&gone).unwrap();
         let mut f = Families::default();
         collect(&cache, &all(100), &mut f);
-        let text = encode(&f.finish());
+        let text = f.finish();
         assert!(!text.contains("\"s1\""), "{text}");
         assert!(text.contains("ovs_bridge_ports{bridge=\"br0\"} 1"));
     }

@@ -11,6 +11,7 @@ pub mod catalogue;
 mod daemons;
 mod families;
 mod filter;
+mod heap;
 pub mod http;
 mod interfaces;
 mod poll;
@@ -118,7 +119,7 @@ impl Metrics {
             let max_age = self.refresh * 2 + Duration::from_secs(2);
             poll::collect(&polled, max_age, &mut out);
         }
-        families::encode(&out.finish())
+        out.finish()
     }
 
     fn daemons_text(&self) -> (bool, String) {

@@ -71,6 +71,7 @@ impl Poller {
         let mut pids = (None, None);
         loop {
             self.poll_once().await;
+            super::heap::give_back();
             let deadline = tokio::time::Instant::now() + self.interval;
             // Poll again at once when a daemon got a new pid or came up (a restart), else at
             // the interval.
@@ -137,7 +138,7 @@ impl Poller {
         let t = self.timeout;
         let vs = vswitchd.as_ref();
         let (datapaths, upcall, memory, coverage, flows, db_memory) = tokio::join!(
-            read(vs, t, "dpctl/show", &[], appctl::parse_dpctl_show),
+            read_datapaths(vs, t),
             read(vs, t, "upcall/show", &[], appctl::parse_upcall_show),
             read(vs, t, "memory/show", &[], appctl::parse_memory_show),
             read(vs, t, "coverage/show", &[], appctl::parse_coverage_show),
@@ -150,7 +151,21 @@ impl Poller {
                 appctl::parse_memory_show
             ),
         );
+        // A daemon that did not answer in time gets a fresh connection next time, so replies
+        // still owed on this one do not pile up while it is stopped or hung.
+        if stuck(&datapaths) || stuck(&memory) {
+            self.conns.remove(Daemon::Vswitchd.name());
+        }
+        if stuck(&db_memory) {
+            self.conns.remove(Daemon::OvsdbServer.name());
+        }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        log_change("datapath", &out.datapaths, &datapaths);
+        log_change("upcall", &out.upcall, &upcall);
+        log_change("vswitchd_memory", &out.vswitchd_memory, &memory);
+        log_change("coverage", &out.coverage, &coverage);
+        log_change("openflow", &out.flows, &flows);
+        log_change("ovsdb_memory", &out.ovsdb_memory, &db_memory);
         *out = Polled {
             datapaths: Some(datapaths),
             upcall: Some(upcall),
@@ -159,6 +174,28 @@ impl Poller {
             flows: Some(flows),
             ovsdb_memory: Some(db_memory),
         };
+    }
+}
+
+/// The reading timed out.
+fn stuck<T>(r: &Reading<T>) -> bool {
+    matches!(&r.value, Err(e) if e.contains("no answer"))
+}
+
+/// Logs a collector's failure when it starts or its reason changes, and its recovery. A daemon
+/// that is down is the supervisor's news, not ours: that is only a debug line.
+fn log_change<T>(name: &str, old: &Option<Reading<T>>, new: &Reading<T>) {
+    let old = old.as_ref().map(|r| r.value.as_ref().err());
+    match (&new.value, old) {
+        (Err(e), Some(Some(before))) if before == e => {}
+        // A daemon that is down, or a vswitchd that has not registered a command yet (dpif/show
+        // and upcall/show come with the first bridge), is not the collector's failure to report.
+        (Err(e), _) if e.ends_with("is not running") || e.contains("is not a valid command") => {
+            tracing::debug!(collector = name, error = %e, "metrics collector has nothing to read")
+        }
+        (Err(e), _) => tracing::warn!(collector = name, error = %e, "metrics collector failed"),
+        (Ok(_), Some(Some(_))) => tracing::info!(collector = name, "metrics collector recovered"),
+        (Ok(_), _) => {}
     }
 }
 
@@ -184,6 +221,26 @@ async fn read<T>(
 ) -> Reading<T> {
     let began = Instant::now();
     let value = call(conn, timeout, method, params).await.map(|t| parse(&t));
+    Reading {
+        value,
+        took: began.elapsed(),
+        at: Instant::now(),
+    }
+}
+
+/// Each datapath `dpif/show` names, through `dpctl/show <name>`.
+async fn read_datapaths(conn: Result<&Conn, &String>, timeout: Duration) -> Reading<Vec<Datapath>> {
+    let began = Instant::now();
+    let value = async {
+        let names = appctl::parse_dpif_show_names(&call(conn, timeout, "dpif/show", &[]).await?);
+        let mut all = Vec::new();
+        for name in names {
+            let text = call(conn, timeout, "dpctl/show", &[&name]).await?;
+            all.extend(appctl::parse_dpctl_show(&text));
+        }
+        Ok(all)
+    }
+    .await;
     Reading {
         value,
         took: began.elapsed(),
@@ -303,7 +360,6 @@ pub fn collect(polled: &Polled, max_age: Duration, out: &mut Families) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::families::encode;
     use super::*;
 
     fn ok<T>(value: T) -> Option<Reading<T>> {
@@ -330,7 +386,7 @@ mod tests {
         };
         let mut f = Families::default();
         collect(&polled, Duration::from_secs(10), &mut f);
-        let text = encode(&f.finish());
+        let text = f.finish();
         for want in [
             "ovs_datapath_lookups_total{datapath=\"netdev@ovs-netdev\",result=\"missed\"} 3\n",
             "ovs_datapath_flows{datapath=\"netdev@ovs-netdev\"} 3\n",
@@ -344,12 +400,10 @@ mod tests {
         }
         assert!(!text.contains("ovsdb_server_"), "{text}");
         // The same readings, too old.
-        let mut f = Families::default();
-        collect(&polled, Duration::ZERO, &mut f);
         std::thread::sleep(Duration::from_millis(2));
         let mut f2 = Families::default();
         collect(&polled, Duration::from_millis(1), &mut f2);
-        let text = encode(&f2.finish());
+        let text = f2.finish();
         assert!(!text.contains("ovs_datapath_flows"), "{text}");
         assert!(text.contains("ovs_appliance_collector_success{collector=\"datapath\"} 0\n"));
     }

@@ -129,7 +129,6 @@ impl Telemetry for ReconcileMetrics {
 
 #[cfg(test)]
 mod tests {
-    use super::super::families::encode;
     use super::*;
 
     #[test]
@@ -149,7 +148,7 @@ mod tests {
         assert!(!m.is_converged(), "a conflict is not converged");
         let mut f = Families::default();
         m.collect(&mut f);
-        let text = encode(&f.finish());
+        let text = f.finish();
         for want in [
             "ovs_appliance_reconcile_runs_total 4\n",
             "ovs_appliance_reconcile_errors_total 1\n",
