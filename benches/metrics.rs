@@ -48,18 +48,22 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
-/// /metrics `n` times, a new connection each (as Prometheus after an idle timeout).
-fn scrape_latency(inst: &Instance, n: usize) -> Result<(Vec<Duration>, usize)> {
-    let mut times = Vec::with_capacity(n);
-    let mut size = 0;
-    for _ in 0..n {
-        let began = Instant::now();
-        let r = http::get(inst.ns(), instance::PORT, "/metrics").context("GET /metrics")?;
-        times.push(began.elapsed());
-        ensure!(r.status == 200, "/metrics answered {}", r.status);
-        size = r.body.len();
-    }
-    Ok((times, size))
+/// `path` `n` times from one thread inside the appliance's namespace, a new connection each
+/// (as Prometheus after its idle timeout); the time from connect to the last byte.
+fn latency(inst: &Instance, path: &'static str, n: usize) -> Result<(Vec<Duration>, usize)> {
+    http::in_netns(inst.ns(), move || {
+        let mut times = Vec::with_capacity(n);
+        let mut size = 0;
+        for _ in 0..n {
+            let began = Instant::now();
+            let stream = std::net::TcpStream::connect(("127.0.0.1", instance::PORT))?;
+            let r = http::request_on(stream, "GET", path).context("no response")?;
+            times.push(began.elapsed());
+            ensure!(r.status == 200, "{path} answered {}", r.status);
+            size = r.body.len();
+        }
+        Ok((times, size))
+    })
 }
 
 /// What an exporter does per scrape: three subprocesses, one after the other.
@@ -131,7 +135,8 @@ fn main() -> Result<()> {
     eprintln!("starting an appliance with {INTERFACES} patch ports on two bridges");
     let big = Instance::start(INTERFACES)?;
     let idle1 = idle(&big, idle_secs)?;
-    let (mut ours, body) = scrape_latency(&big, scrapes)?;
+    let (mut ours, body) = latency(&big, "/metrics", scrapes)?;
+    let (mut probe, _) = latency(&big, "/healthz", scrapes)?;
     let (mut theirs, their_bytes) = exporter_latency(&big, exporter_runs)?;
     let (rss_after, _) = big.appliance_memory()?;
     // The background readings run every 5 s and return freed heap pages afterwards.
@@ -140,6 +145,7 @@ fn main() -> Result<()> {
     drop(big);
 
     let (m, p) = median_p99(&mut ours);
+    let (hm, hp) = median_p99(&mut probe);
     let (em, ep) = median_p99(&mut theirs);
     println!();
     println!("| {INTERFACES} interfaces | median | p99 | bytes | runs |");
@@ -153,6 +159,11 @@ fn main() -> Result<()> {
         "| exporter-style (vsctl list Interface + dpctl/show -s + coverage/show) | {} | {} | {their_bytes} | {exporter_runs} |",
         ms(em),
         ms(ep)
+    );
+    println!(
+        "| ovs-appliance `/healthz` (HTTP alone) | {} | {} | | {scrapes} |",
+        ms(hm),
+        ms(hp)
     );
     println!(
         "| ratio (exporter-style / ours) | {:.1}x | {:.1}x | | |",

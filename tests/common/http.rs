@@ -50,7 +50,11 @@ pub fn get(ns: &str, port: u16, path: &str) -> Option<Response> {
 }
 
 pub fn request(ns: &str, port: u16, method: &str, path: &str) -> Option<Response> {
-    let mut s = connect(ns, port).ok()?;
+    request_on(connect(ns, port).ok()?, method, path)
+}
+
+/// One request with `Connection: close` on a stream already connected.
+pub fn request_on(mut s: TcpStream, method: &str, path: &str) -> Option<Response> {
     let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
     let mut raw = Vec::new();
