@@ -12,7 +12,7 @@ mod daemons;
 mod families;
 mod filter;
 mod heap;
-pub mod http;
+mod http;
 mod interfaces;
 mod poll;
 mod procfs;
