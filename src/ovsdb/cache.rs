@@ -55,6 +55,11 @@ impl Cache {
             .map(|(u, r)| (u, &**r))
     }
 
+    /// The rows of `table` as the cache holds them, shared: a copy costs a reference count.
+    pub fn shared_table(&self, table: &str) -> impl Iterator<Item = (&Uuid, &Arc<Row>)> {
+        self.tables.get(table).into_iter().flatten()
+    }
+
     /// One row.
     pub fn row(&self, table: &str, uuid: &Uuid) -> Option<&Row> {
         self.tables.get(table)?.get(uuid).map(|r| &**r)

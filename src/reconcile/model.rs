@@ -5,6 +5,7 @@ use crate::config::{self, Config, PortType, Vlan};
 use crate::ovsdb::{Atom, Cache, Datum, Row, Uuid};
 use crate::preflight::Datapath;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The external_ids key that marks what the appliance created.
 pub const OWNER_KEY: &str = "ovs-appliance-owner";
@@ -186,21 +187,27 @@ fn interface(p: &config::Port, name: &str, owner: &str) -> Row {
     row
 }
 
+/// Rows by uuid, shared with the cache they came from: taking a snapshot copies no row.
+pub type Rows = BTreeMap<Uuid, Arc<Row>>;
+
 /// The rows of the monitored tables, as the monitor cache holds them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The Open_vSwitch row.
     pub root: Option<(Uuid, Row)>,
-    pub bridges: BTreeMap<Uuid, Row>,
-    pub ports: BTreeMap<Uuid, Row>,
-    pub interfaces: BTreeMap<Uuid, Row>,
-    pub controllers: BTreeMap<Uuid, Row>,
+    pub bridges: Rows,
+    pub ports: Rows,
+    pub interfaces: Rows,
+    pub controllers: Rows,
 }
 
 impl Observed {
     pub fn from_cache(cache: &Cache) -> Observed {
-        let table = |name: &str| -> BTreeMap<Uuid, Row> {
-            cache.table(name).map(|(u, r)| (*u, r.clone())).collect()
+        let table = |name: &str| -> Rows {
+            cache
+                .shared_table(name)
+                .map(|(u, r)| (*u, Arc::clone(r)))
+                .collect()
         };
         Observed {
             root: cache

@@ -124,7 +124,7 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(obs: &'a Observed, owner: &'a str) -> Self {
-        let by_name = |t: &'a BTreeMap<Uuid, Row>| t.iter().map(|(u, r)| (name(r), *u)).collect();
+        let by_name = |t: &'a super::model::Rows| t.iter().map(|(u, r)| (name(r), *u)).collect();
         let port_bridge = obs
             .bridges
             .iter()
@@ -357,7 +357,7 @@ fn remove_unwanted(ix: &Index, desired: &Desired, plan: &mut Plan, moved: &BTree
                 .iter()
                 .filter_map(|p| ix.obs.ports.get(p))
                 .filter(|p| !ix.owned(p) && name(p) != name(row))
-                .map(name)
+                .map(|p| name(p))
                 .collect();
             if foreign.is_empty() {
                 plan.changes.push(remove_bridge(ix, *uuid, &ports, moved));

@@ -69,7 +69,7 @@ pub fn describe(observed: &Observed, owner: &str) -> Vec<String> {
         }
     };
     let mut lines = Vec::new();
-    let mut bridges: Vec<&Row> = observed.bridges.values().collect();
+    let mut bridges: Vec<&Row> = observed.bridges.values().map(|r| &**r).collect();
     bridges.sort_by_key(|r| name(r).to_string());
     for bridge in bridges {
         let dp = bridge
@@ -85,6 +85,7 @@ pub fn describe(observed: &Observed, owner: &str) -> Vec<String> {
         let mut ports: Vec<&Row> = refs(bridge, "ports")
             .iter()
             .filter_map(|p| observed.ports.get(p))
+            .map(|r| &**r)
             .collect();
         ports.sort_by_key(|r| name(r).to_string());
         for port in ports {

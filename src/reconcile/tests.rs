@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::ovsdb::{Atom, Datum, Operation, Row, Uuid};
 use crate::preflight::Datapath;
 use std::path::Path;
+use std::sync::Arc;
 
 fn desired(toml: &str) -> Desired {
     let config = Config::from_toml(toml, Path::new("t.toml")).unwrap();
@@ -52,14 +53,14 @@ impl Db {
                 .values()
                 .map(|row| {
                     let u = self.uuid();
-                    self.obs.interfaces.insert(u, row.clone());
+                    self.obs.interfaces.insert(u, Arc::new(row.clone()));
                     Atom::Uuid(u)
                 })
                 .collect();
             let mut row = port.row.clone();
             row.insert("interfaces".into(), Datum::set(members));
             let u = self.uuid();
-            self.obs.ports.insert(u, row);
+            self.obs.ports.insert(u, Arc::new(row));
             ports.push(Atom::Uuid(u));
         }
         let controllers: Vec<Atom> = bridge
@@ -69,7 +70,7 @@ impl Db {
                 let u = self.uuid();
                 let mut row = Row::new();
                 row.insert("target".into(), t.as_str().into());
-                self.obs.controllers.insert(u, row);
+                self.obs.controllers.insert(u, Arc::new(row));
                 Atom::Uuid(u)
             })
             .collect();
@@ -77,7 +78,7 @@ impl Db {
         row.insert("ports".into(), Datum::set(ports));
         row.insert("controller".into(), Datum::set(controllers));
         let u = self.uuid();
-        self.obs.bridges.insert(u, row);
+        self.obs.bridges.insert(u, Arc::new(row));
         let root = &mut self.obs.root.as_mut().unwrap().1;
         let mut bridges: Vec<Atom> = root["bridges"].atoms().to_vec();
         bridges.push(Atom::Uuid(u));
@@ -86,11 +87,13 @@ impl Db {
     }
 
     fn port_mut(&mut self, port: &str) -> &mut Row {
-        self.obs
-            .ports
-            .values_mut()
-            .find(|r| name(r) == port)
-            .unwrap()
+        Arc::make_mut(
+            self.obs
+                .ports
+                .values_mut()
+                .find(|r| name(r) == port)
+                .unwrap(),
+        )
     }
 
     fn bridge_uuid(&self, bridge: &str) -> Uuid {
@@ -108,14 +111,14 @@ impl Db {
         let mut iface = Row::new();
         iface.insert("name".into(), port.into());
         let i = self.uuid();
-        self.obs.interfaces.insert(i, iface);
+        self.obs.interfaces.insert(i, Arc::new(iface));
         let mut row = Row::new();
         row.insert("name".into(), port.into());
         row.insert("interfaces".into(), Datum::set([Atom::Uuid(i)]));
         let p = self.uuid();
-        self.obs.ports.insert(p, row);
+        self.obs.ports.insert(p, Arc::new(row));
         let b = self.bridge_uuid(bridge);
-        let bridge = self.obs.bridges.get_mut(&b).unwrap();
+        let bridge = Arc::make_mut(self.obs.bridges.get_mut(&b).unwrap());
         let mut ports = bridge["ports"].atoms().to_vec();
         ports.push(Atom::Uuid(p));
         bridge.insert("ports".into(), Datum::set(ports));
@@ -286,7 +289,7 @@ fn drift_by_hand_is_planned_back() {
         .0;
     db.obs.ports.remove(&p1);
     let b = db.bridge_uuid("br0");
-    let bridge = db.obs.bridges.get_mut(&b).unwrap();
+    let bridge = Arc::make_mut(db.obs.bridges.get_mut(&b).unwrap());
     let ports: Vec<Atom> = refs(bridge, "ports")
         .into_iter()
         .filter(|u| *u != p1)

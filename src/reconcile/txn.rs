@@ -172,7 +172,7 @@ impl Builder<'_> {
                 self.guard_column(
                     "Bridge",
                     *bridge_uuid,
-                    self.observed.bridges.get(bridge_uuid),
+                    self.observed.bridges.get(bridge_uuid).map(|r| &**r),
                     "ports",
                 );
                 let new = self.port(port);
@@ -193,7 +193,7 @@ impl Builder<'_> {
                 self.guard_column(
                     "Bridge",
                     *bridge_uuid,
-                    self.observed.bridges.get(bridge_uuid),
+                    self.observed.bridges.get(bridge_uuid).map(|r| &**r),
                     "ports",
                 );
                 self.mutate(
