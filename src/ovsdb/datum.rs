@@ -345,8 +345,22 @@ fn map_pair(p: &Value) -> Result<(Atom, Atom), Error> {
     }
 }
 
+/// Strictly ascending: sorted and without duplicates, as [`Datum::set`] and [`Datum::map`] build
+/// and as ovsdb-server sends.
+fn canonical<T: Ord>(items: &[T]) -> bool {
+    items.windows(2).all(|w| w[0] < w[1])
+}
+
 impl PartialEq for Datum {
     fn eq(&self, other: &Datum) -> bool {
+        // The common case compares in place: a reconcile pass makes some 20,000 of these
+        // comparisons at a thousand ports, and copying both sides to sort them was most of it.
+        match (self, other) {
+            (Datum::Set(a), Datum::Set(b)) if canonical(a) && canonical(b) => return a == b,
+            (Datum::Map(a), Datum::Map(b)) if canonical(a) && canonical(b) => return a == b,
+            (a, b) if a.is_empty() && b.is_empty() => return true,
+            _ => {}
+        }
         match (self.sorted(), other.sorted()) {
             (Datum::Set(a), Datum::Set(b)) => a == b,
             (Datum::Map(a), Datum::Map(b)) => a == b,

@@ -147,6 +147,30 @@ proptest! {
         prop_assert_eq!(row_from_json(&row_to_json(&r)).unwrap(), r);
     }
 
+    /// Equality compares in place when both sides are sorted and falls back to sorting copies
+    /// when not: either way it is set (and map) equality.
+    #[test]
+    fn equality_is_set_equality(
+        a in prop::collection::vec(0i64..6, 0..6),
+        b in prop::collection::vec(0i64..6, 0..6),
+    ) {
+        let same = a.iter().collect::<std::collections::BTreeSet<_>>()
+            == b.iter().collect::<std::collections::BTreeSet<_>>();
+        let raw = |v: &[i64]| Datum::Set(v.iter().map(|i| Atom::from(*i)).collect());
+        let built = |v: &[i64]| Datum::set(v.iter().map(|i| Atom::from(*i)));
+        prop_assert_eq!(raw(&a) == raw(&b), same);
+        prop_assert_eq!(built(&a) == built(&b), same);
+        prop_assert_eq!(raw(&a) == built(&b), same);
+        // A map's keys are unique; their order is free.
+        let mut keys = a.clone();
+        keys.retain({
+            let mut seen = std::collections::BTreeSet::new();
+            move |k| seen.insert(*k)
+        });
+        let map = Datum::Map(keys.iter().map(|i| (Atom::from(*i), Atom::from("v"))).collect());
+        prop_assert_eq!(map == Datum::map(b.iter().map(|i| (*i, "v"))), same);
+    }
+
     #[test]
     fn uuid_round_trips(b in any::<[u8; 16]>()) {
         let u = Uuid::from_bytes(b);

@@ -151,8 +151,13 @@ fn diff(want: &Row, have: &Row) -> Option<(Row, Row)> {
     let empty = crate::ovsdb::Datum::empty();
     let mut set = Row::new();
     let mut was = Row::new();
+    // Both rows are sorted by column: walk them side by side instead of looking each column up.
+    let mut have = have.iter().peekable();
     for (column, value) in want {
-        let old = have.get(column).unwrap_or(&empty);
+        while have.next_if(|(c, _)| *c < column).is_some() {}
+        let old = have
+            .next_if(|(c, _)| *c == column)
+            .map_or(&empty, |(_, d)| d);
         if old != value {
             set.insert(column.clone(), value.clone());
             was.insert(column.clone(), old.clone());
