@@ -56,6 +56,8 @@ pub struct Bench {
     runs: usize,
     noop_runs: usize,
     drift_runs: usize,
+    /// The apply methods measured (all but with `BENCH_ONLY`).
+    methods: Vec<Method>,
     stop: Arc<AtomicBool>,
 }
 
@@ -89,9 +91,22 @@ fn main() -> Result<()> {
         runs,
         noop_runs: 200,
         drift_runs: runs.max(20),
+        methods: match std::env::var("BENCH_ONLY").as_deref() {
+            Ok("noop") => vec![Method::Appliance],
+            Ok("apply-1000") => vec![Method::Appliance, Method::Floor, Method::Batched],
+            _ => vec![
+                Method::Appliance,
+                Method::Floor,
+                Method::Batched,
+                Method::Loop,
+            ],
+        },
         stop,
     };
     let (load, began) = (report::loadavg(), std::time::Instant::now());
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        return only_one(&b, &only);
+    }
     let (res, noop, drift) = on_one_instance(&b)?;
     let cold = cold::run(&b)?;
     report::machine(runs, (&load, &report::loadavg()), began.elapsed());
@@ -100,6 +115,32 @@ fn main() -> Result<()> {
     report::drift(&drift);
     report::cold(&cold);
     report::targets(&targets(&res, &noop, &drift, &cold));
+    Ok(())
+}
+
+/// `BENCH_ONLY=noop|apply-1000|cold`: one measure alone, for working on it (no targets table).
+fn only_one(b: &Bench, only: &str) -> Result<()> {
+    match only {
+        "cold" => report::cold(&cold::run(b)?),
+        "noop" | "apply-1000" => {
+            let inst = instance::Instance::start("")?;
+            let session =
+                b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
+            let mut ctx = apply::Ctx {
+                b,
+                inst: &inst,
+                session,
+                warmup: false,
+            };
+            let mut res = Results::new();
+            let noop = apply::shape(&mut ctx, Shape::Ports(1000), &mut res, only == "noop")?;
+            report::apply(&res, &[Shape::Ports(1000)]);
+            if let Some(noop) = noop {
+                report::noop(&noop, 1000);
+            }
+        }
+        other => anyhow::bail!("BENCH_ONLY={other}: expected noop, apply-1000 or cold"),
+    }
     Ok(())
 }
 

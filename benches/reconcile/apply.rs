@@ -203,7 +203,7 @@ pub fn shape(ctx: &mut Ctx, shape: Shape, res: &mut Results, noop: bool) -> Resu
         Method::Loop,
     ];
     for run in 1..=runs {
-        for &m in &methods {
+        for &m in methods.iter().filter(|m| ctx.b.methods.contains(m)) {
             ctx.b.interrupted()?;
             let cell = res.entry((shape_key(shape), m)).or_default();
             match m {
