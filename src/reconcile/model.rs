@@ -237,7 +237,13 @@ pub fn owned_by(row: &Row, owner: &str) -> bool {
 
 /// The uuids in a set-of-references column.
 pub fn refs(row: &Row, column: &str) -> BTreeSet<Uuid> {
+    ref_iter(row, column).collect()
+}
+
+/// The uuids in a set-of-references column, without collecting them.
+pub fn ref_iter<'a>(row: &'a Row, column: &str) -> impl Iterator<Item = Uuid> + 'a {
     row.get(column)
-        .map(|d| d.atoms().iter().filter_map(Atom::as_uuid).collect())
-        .unwrap_or_default()
+        .map_or(&[][..], Datum::atoms)
+        .iter()
+        .filter_map(Atom::as_uuid)
 }

@@ -4,9 +4,9 @@
 //! Ownership rule: a row without this appliance's owner mark is never changed or deleted. A
 //! configured name that a foreign row already holds is a conflict, reported and left alone.
 
-use super::model::{name, owned_by, refs, Desired, DesiredBridge, DesiredPort, Observed};
+use super::model::{name, owned_by, ref_iter, refs, Desired, DesiredBridge, DesiredPort, Observed};
 use crate::ovsdb::{Row, Uuid};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 /// One change to the database.
@@ -112,14 +112,15 @@ impl Plan {
     }
 }
 
-/// Lookups over the observed rows.
+/// Lookups over the observed rows, rebuilt each pass (hash maps: at a thousand ports, building
+/// and probing these is a good part of a no-op pass).
 struct Index<'a> {
     obs: &'a Observed,
     owner: &'a str,
-    bridges: BTreeMap<&'a str, Uuid>,
-    ports: BTreeMap<&'a str, Uuid>,
-    port_bridge: BTreeMap<Uuid, Uuid>,
-    interfaces: BTreeMap<&'a str, Uuid>,
+    bridges: HashMap<&'a str, Uuid>,
+    ports: HashMap<&'a str, Uuid>,
+    port_bridge: HashMap<Uuid, Uuid>,
+    interfaces: HashMap<&'a str, Uuid>,
 }
 
 impl<'a> Index<'a> {
@@ -128,7 +129,7 @@ impl<'a> Index<'a> {
         let port_bridge = obs
             .bridges
             .iter()
-            .flat_map(|(b, row)| refs(row, "ports").into_iter().map(move |p| (p, *b)))
+            .flat_map(|(b, row)| ref_iter(row, "ports").map(move |p| (p, *b)))
             .collect();
         Index {
             obs,
@@ -296,14 +297,14 @@ fn existing_port(ix: &Index, port: &DesiredPort, uuid: Uuid, plan: &mut Plan) {
             was,
         });
     }
-    let members: BTreeMap<&str, Uuid> = refs(have, "interfaces")
-        .into_iter()
+    let members: Vec<(&str, Uuid)> = ref_iter(have, "interfaces")
         .filter_map(|i| ix.obs.interfaces.get(&i).map(|r| (name(r), i)))
         .collect();
+    let member = |iface: &str| members.iter().find(|(n, _)| *n == iface).map(|(_, i)| i);
     let mut keep = Vec::new();
     let mut add = Vec::new();
     for (iface, want) in &port.interfaces {
-        match members.get(iface.as_str()) {
+        match member(iface) {
             Some(i) => {
                 keep.push(*i);
                 if let Some((set, was)) = diff(want, &ix.obs.interfaces[i]) {
@@ -320,7 +321,7 @@ fn existing_port(ix: &Index, port: &DesiredPort, uuid: Uuid, plan: &mut Plan) {
     }
     let remove: Vec<Uuid> = members
         .iter()
-        .filter(|(n, _)| !port.interfaces.contains_key(**n))
+        .filter(|(n, _)| !port.interfaces.contains_key(*n))
         .map(|(_, i)| *i)
         .collect();
     if !add.is_empty() || !remove.is_empty() {
@@ -351,13 +352,12 @@ fn remove_port(ix: &Index, bridge: Uuid, port: Uuid) -> Change {
 
 /// Owned bridges and ports the config no longer names.
 fn remove_unwanted(ix: &Index, desired: &Desired, plan: &mut Plan, moved: &BTreeSet<Uuid>) {
-    let wanted_ports = desired.port_bridges();
     for (uuid, row) in &ix.obs.bridges {
         if !ix.owned(row) {
             continue;
         }
-        let ports = refs(row, "ports");
-        if !desired.bridges.contains_key(name(row)) {
+        let Some(wanted) = desired.bridges.get(name(row)) else {
+            let ports = refs(row, "ports");
             let foreign: Vec<&str> = ports
                 .iter()
                 .filter_map(|p| ix.obs.ports.get(p))
@@ -374,15 +374,12 @@ fn remove_unwanted(ix: &Index, desired: &Desired, plan: &mut Plan, moved: &BTree
                 ));
             }
             continue;
-        }
-        for p in ports {
+        };
+        for p in ref_iter(row, "ports") {
             let Some(port) = ix.obs.ports.get(&p) else {
                 continue;
             };
-            if ix.owned(port)
-                && !moved.contains(&p)
-                && wanted_ports.get(name(port)) != Some(&name(row))
-            {
+            if ix.owned(port) && !moved.contains(&p) && !wanted.ports.contains_key(name(port)) {
                 plan.changes.push(remove_port(ix, *uuid, p));
             }
         }

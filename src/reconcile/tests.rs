@@ -16,7 +16,7 @@ fn desired(toml: &str) -> Desired {
 /// The database as it would be after `desired` was applied: rows with made-up uuids.
 struct Db {
     obs: Observed,
-    next: u8,
+    next: u32,
 }
 
 impl Db {
@@ -34,7 +34,9 @@ impl Db {
 
     fn uuid(&mut self) -> Uuid {
         self.next += 1;
-        Uuid::from_bytes([self.next; 16])
+        let mut b = [0xaa; 16];
+        b[..4].copy_from_slice(&self.next.to_be_bytes());
+        Uuid::from_bytes(b)
     }
 
     fn from(desired: &Desired) -> Db {
