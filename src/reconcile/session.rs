@@ -29,7 +29,14 @@ pub enum Event {
 }
 
 pub struct Session {
+    /// Transactions go here.
     client: ReconnectingClient,
+    /// The monitor has a connection of its own: ovsdb-server sends a connection's monitor
+    /// updates before the reply to its own transaction, so on one connection every commit of a
+    /// thousand rows waited for those rows to be sent back and decoded first. Updates still
+    /// arrive in commit order here, so once `cur_cfg` reaches a change's `next_cfg` the cache
+    /// holds the change; a plan from a cache that is behind fails its guards and is re-planned.
+    _monitor: ReconnectingClient,
     events: mpsc::UnboundedReceiver<MonitorEvent>,
     cache: Cache,
     telemetry: TelemetryHandle,
@@ -89,7 +96,8 @@ impl Session {
             call_timeout: Some(timeout),
             probe_interval: Some(Duration::from_secs(5)),
         };
-        let client = ReconnectingClient::new(db_sock, opts);
+        let client = ReconnectingClient::new(db_sock, opts.clone());
+        let monitor = ReconnectingClient::new(db_sock, opts);
         let schema = tokio::time::timeout(timeout, async {
             client.client().await.get_schema(DB).await
         })
@@ -103,9 +111,10 @@ impl Session {
         .map_err(Error::Ovsdb)?;
         let reqs = requests();
         let cache = Cache::new(Arc::new(schema), &reqs);
-        let events = client.monitor(DB, reqs);
+        let events = monitor.monitor(DB, reqs);
         let mut session = Session {
             client,
+            _monitor: monitor,
             events,
             cache,
             telemetry: telemetry::none(),
