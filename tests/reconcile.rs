@@ -383,15 +383,18 @@ fn bad_configs_are_refused_naming_the_field_and_change_nothing() {
     }
     std::fs::write(app.config(), good).unwrap();
 
-    // `run` refuses too, before creating anything.
-    let fresh = Appliance::new(&format!("{NETDEV}{}", cases[0].0));
-    let out = fresh.oneshot(&[], "run");
-    assert_eq!(out.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(cases[0].1));
-    assert!(
-        !fresh.db_dir().join("conf.db").exists(),
-        "nothing was created"
-    );
+    // `run` refuses each too, before creating anything.
+    for (bad, want) in cases {
+        let fresh = Appliance::new(&format!("{NETDEV}{bad}"));
+        let out = fresh.oneshot(&[], "run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(65), "run {bad}: {text}");
+        assert!(text.contains(want), "run: want {want:?} in {text}");
+        assert!(
+            !fresh.db_dir().join("conf.db").exists(),
+            "nothing was created for {bad}"
+        );
+    }
 }
 
 #[test]
