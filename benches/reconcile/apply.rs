@@ -178,7 +178,7 @@ impl Ctx<'_> {
 fn runs(ctx: &Ctx, shape: Shape) -> (usize, bool) {
     match shape {
         _ if ctx.warmup => (1, false),
-        Shape::Ports(n) if n >= 1000 => (ctx.b.runs.min(3), true),
+        Shape::Ports(n) if n >= 1000 => (ctx.b.runs, true),
         _ => (ctx.b.runs, false),
     }
 }
