@@ -1,6 +1,6 @@
 //! Tier 2: the OVSDB client against a private ovsdb-server started by each test.
 
-#[path = "ovsdb_harness.rs"]
+#[path = "ovsdb_harness/mod.rs"]
 mod harness;
 
 use harness::{within, Server};

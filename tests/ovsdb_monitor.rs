@@ -1,6 +1,6 @@
 //! Tier 2: monitors against a private ovsdb-server, changes made with ovs-vsctl.
 
-#[path = "ovsdb_harness.rs"]
+#[path = "ovsdb_harness/mod.rs"]
 mod harness;
 
 use std::sync::Arc;

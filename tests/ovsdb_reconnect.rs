@@ -1,6 +1,6 @@
 //! Tier 2: the reconnecting client across a kill -9 and restart of its private ovsdb-server.
 
-#[path = "ovsdb_harness.rs"]
+#[path = "ovsdb_harness/mod.rs"]
 mod harness;
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Tier 2: unixctl against the control socket of a private ovsdb-server.
 
-#[path = "ovsdb_harness.rs"]
+#[path = "ovsdb_harness/mod.rs"]
 mod harness;
 
 use harness::{within, Server};

@@ -1,7 +1,8 @@
 //! Test harness: a private ovsdb-server in a temp dir, on its own unix socket, killed by PID on
 //! drop. Other processes on the machine run OVS too, so nothing here touches the system run dir.
 //!
-//! Included by the tier-2 test files with `#[path]`; compiled alone it holds no tests.
+//! Included by the tier-2 OVSDB test files with `#[path]`; a directory, so cargo does not build
+//! it as a test binary of its own.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
