@@ -344,9 +344,31 @@ fn a_vswitchd_busy_applying_many_ports_is_not_killed() {
         }
     }
     vsctl_wait(&app, &args);
+    // /healthz follows the supervisor's judgment: busy is not down. Polled throughout the delete.
+    let ns = app.netns.name.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let mut statuses = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(http::get(&ns, 9476, "/healthz").map(|r| r.status));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            statuses
+        }
+    });
     // Deleting netdev ports costs vswitchd ~18 ms each: seconds without a control-socket answer,
     // far past the 2 x 300 ms this appliance's health checks allow a hung daemon.
     vsctl_wait(&app, &["del-br".to_string(), "brbusy".to_string()]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = poller.join().unwrap();
+    assert!(statuses.len() > 10, "polled {} times", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == Some(200)),
+        "/healthz while vswitchd was busy: {statuses:?}\n{}",
+        app.log()
+    );
     assert_eq!(
         app.pid("ovs-vswitchd"),
         Some(pid),

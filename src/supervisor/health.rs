@@ -47,9 +47,43 @@ pub fn main_thread_cpu(proc_root: &std::path::Path, pid: u32) -> Option<(char, u
     Some((state, utime + stime))
 }
 
+/// Whether vswitchd's main thread is doing work: it used CPU since the last check, or it is in an
+/// uninterruptible wait inside the kernel ('D'), where deleting a netdev port spends most of its
+/// ~18 ms (waiting for RCU grace periods; the CPU ticks then move only every few checks). A
+/// stopped thread ('T', 't') or one asleep in userspace ('S' with no CPU) is not working.
+pub fn working(now: Option<(char, u64)>, before: Option<u64>) -> bool {
+    match (now, before) {
+        (Some(('T' | 't', _)), _) => false,
+        (Some(('D', _)), _) => true,
+        (Some((_, ticks)), Some(old)) => ticks > old,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_on_cpu_or_waiting_in_the_kernel_is_working() {
+        assert!(working(Some(('R', 11)), Some(10)));
+        assert!(
+            working(Some(('S', 11)), Some(10)),
+            "it ran between the checks"
+        );
+        assert!(
+            !working(Some(('S', 10)), Some(10)),
+            "asleep in userspace: hung"
+        );
+        assert!(
+            working(Some(('D', 10)), Some(10)),
+            "deleting a port waits in the kernel"
+        );
+        assert!(!working(Some(('T', 10)), Some(5)), "SIGSTOPped");
+        assert!(!working(Some(('t', 10)), Some(5)), "traced");
+        assert!(!working(None, Some(5)), "gone");
+        assert!(!working(Some(('R', 10)), None), "no earlier reading");
+    }
 
     #[test]
     fn reads_state_and_cpu_of_the_main_thread() {

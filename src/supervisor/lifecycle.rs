@@ -250,19 +250,22 @@ impl Supervisor {
                         health::check(Daemon::OvsdbServer, db.pid, &layout, timing.health_timeout.0),
                         health::check(Daemon::Vswitchd, vs.pid, &layout, timing.health_timeout.0),
                     );
+                    let proc_root = self.settings.proc_root.clone();
+                    let vs_ok = excuse_busy(vs, &proc_root, &timing, vs_ok);
+                    // What /healthz, /readyz and ovs_up report is the supervisor's judgment: a
+                    // vswitchd that is busy, not hung, is up (and is not restarted).
                     self.state.send_if_modified(|s| {
                         let before = (s.ovsdb_server.up, s.vswitchd.up);
                         s.ovsdb_server.up = db_ok.is_ok();
                         s.vswitchd.up = vs_ok.is_ok();
                         before != (s.ovsdb_server.up, s.vswitchd.up)
                     });
-                    let proc_root = self.settings.proc_root.clone();
-                    let vs_ok = excuse_busy(vs, &proc_root, &timing, vs_ok);
                     for (daemon, running, result) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
                         match result {
                             Ok(()) => {
+                                // An excused check keeps `busy_since`: busy_timeout counts from
+                                // the first unanswered one.
                                 running.failed_checks = 0;
-                                running.busy_since = None;
                             }
                             Err(why) => {
                                 running.failed_checks += 1;
@@ -376,11 +379,13 @@ fn excuse_busy(
     let now = health::main_thread_cpu(proc_root, vs.pid);
     let before = std::mem::replace(&mut vs.cpu_ticks, now.map(|(_, t)| t));
     let why = match result {
-        Ok(()) => return Ok(()),
+        Ok(()) => {
+            vs.busy_since = None;
+            return Ok(());
+        }
         Err(why) => why,
     };
-    let working = matches!((now, before), (Some((state, ticks)), Some(old)) if state != 'T' && state != 't' && ticks > old);
-    if !working {
+    if !health::working(now, before) {
         vs.busy_since = None;
         return Err(why);
     }
