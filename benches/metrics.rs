@@ -128,12 +128,16 @@ fn main() -> Result<()> {
     let idle_secs = env_usize("BENCH_IDLE_SECS", 30)? as u64;
 
     eprintln!("starting an appliance with no bridges");
-    let empty = Instance::start(0)?;
+    let kind = instance::Ports::from_env()?;
+    let empty = Instance::start(0, kind)?;
     let idle0 = idle(&empty, idle_secs)?;
     drop(empty);
 
-    eprintln!("starting an appliance with {INTERFACES} patch ports on two bridges");
-    let big = Instance::start(INTERFACES)?;
+    eprintln!(
+        "starting an appliance with {INTERFACES} {} ports on two bridges",
+        kind.label()
+    );
+    let big = Instance::start(INTERFACES, kind)?;
     let idle1 = idle(&big, idle_secs)?;
     let (mut ours, body) = latency(&big, "/metrics", scrapes)?;
     let (mut probe, _) = latency(&big, "/healthz", scrapes)?;
@@ -147,6 +151,11 @@ fn main() -> Result<()> {
     let (m, p) = median_p99(&mut ours);
     let (hm, hp) = median_p99(&mut probe);
     let (em, ep) = median_p99(&mut theirs);
+    println!();
+    println!(
+        "{INTERFACES} interfaces: {} ports, half on bridge bra and half on brb (BENCH_PORTS).",
+        kind.label()
+    );
     println!();
     println!("| {INTERFACES} interfaces | median | p99 | bytes | runs |");
     println!("| --- | --- | --- | --- | --- |");

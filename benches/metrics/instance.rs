@@ -42,13 +42,35 @@ pub struct Instance {
     child: Option<Child>,
 }
 
-/// A config with `ports` interfaces: patch ports, half on bridge `bra` and their peers on
-/// `brb` (none: no bridge at all). Patch ports, because a netdev-datapath ovs-vswitchd with a
-/// thousand tap devices (internal ports) stalls its main thread for seconds at a time on this
-/// 2-core machine and fails its health checks; patch ports have statistics but no device to
-/// poll. They are not datapath ports either, which makes `dpctl/show -s` shorter than with
-/// real ports: the comparison is in the exporter-style scrape's favour.
-fn config(dir: &Path, ports: usize) -> String {
+/// The kind of port the 1000-interface appliance gets (`BENCH_PORTS`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Internal ports: a tap device each, datapath ports, as an operator's ports would be.
+    Internal,
+    /// Patch ports, half on `bra` and their peers on `brb`: statistics in the Interface table
+    /// but no device and no datapath port, so `dpctl/show -s` prints less than for real ports.
+    Patch,
+}
+
+impl Ports {
+    pub fn from_env() -> Result<Ports> {
+        match std::env::var("BENCH_PORTS").as_deref() {
+            Err(_) | Ok("internal") => Ok(Ports::Internal),
+            Ok("patch") => Ok(Ports::Patch),
+            Ok(other) => bail!("BENCH_PORTS={other}: expected internal or patch"),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Ports::Internal => "internal",
+            Ports::Patch => "patch",
+        }
+    }
+}
+
+/// A config with `ports` interfaces, half on bridge `bra` and half on `brb` (none: no bridge).
+fn config(dir: &Path, ports: usize, kind: Ports) -> String {
     let mut c = format!(
         "[ovs]\nrun_dir = \"{}\"\ndb_dir = \"{}\"\ndatapath = \"netdev\"\n",
         dir.join("run").display(),
@@ -60,10 +82,16 @@ fn config(dir: &Path, ports: usize) -> String {
     for (bridge, me, peer) in [("bra", 'a', 'b'), ("brb", 'b', 'a')] {
         let _ = write!(c, "[[bridges]]\nname = \"{bridge}\"\n");
         for i in 0..ports / 2 {
-            let _ = write!(
-                c,
-                "[[bridges.ports]]\nname = \"p{me}{i:04}\"\ntype = \"patch\"\npeer = \"p{peer}{i:04}\"\n"
-            );
+            let _ = match kind {
+                Ports::Patch => write!(
+                    c,
+                    "[[bridges.ports]]\nname = \"p{me}{i:04}\"\ntype = \"patch\"\npeer = \"p{peer}{i:04}\"\n"
+                ),
+                Ports::Internal => write!(
+                    c,
+                    "[[bridges.ports]]\nname = \"p{me}{i:04}\"\ntype = \"internal\"\n"
+                ),
+            };
         }
     }
     c
@@ -72,7 +100,7 @@ fn config(dir: &Path, ports: usize) -> String {
 impl Instance {
     /// Starts `ovs-appliance run` and waits until every port is exported, the config applied
     /// and every collector has a reading.
-    pub fn start(ports: usize) -> Result<Instance> {
+    pub fn start(ports: usize, kind: Ports) -> Result<Instance> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let ns = format!(
             "ovsa-mb{}-{}",
@@ -88,7 +116,7 @@ impl Instance {
         };
         ip(&["-n", &inst.ns, "link", "set", "lo", "up"])?;
         let config_path = inst.dir.path().join("config.toml");
-        std::fs::write(&config_path, config(inst.dir.path(), ports))?;
+        std::fs::write(&config_path, config(inst.dir.path(), ports, kind))?;
         let log = std::fs::File::create(inst.dir.path().join("appliance.log"))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &inst.ns, BIN, "run", "--config"])
