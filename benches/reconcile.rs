@@ -19,7 +19,7 @@ mod drift;
 mod floor;
 #[path = "reconcile/instance.rs"]
 mod instance;
-#[path = "reconcile/proc.rs"]
+#[path = "common/proc.rs"]
 mod proc;
 #[path = "reconcile/raw.rs"]
 mod raw;

@@ -15,6 +15,8 @@ mod cold;
 mod instance;
 #[path = "supervisor/probe.rs"]
 mod probe;
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "supervisor/report.rs"]
 mod report;
 #[path = "supervisor/restart.rs"]

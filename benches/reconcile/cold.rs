@@ -87,7 +87,9 @@ impl Cold {
             fs::create_dir(dir.path().join(sub))?;
         }
         // ovs-ctl gets a network namespace of its own from `unshare -n`.
-        let netns = (how != Launch::OvsCtl).then(Netns::new).transpose()?;
+        let netns = (how != Launch::OvsCtl)
+            .then(|| Netns::new("ovsa-rb"))
+            .transpose()?;
         Ok(Cold {
             dir,
             netns,

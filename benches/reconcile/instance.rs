@@ -37,7 +37,7 @@ impl Instance {
         let mut inst = Instance {
             dir,
             appliance: None,
-            netns: Netns::new()?,
+            netns: Netns::new("ovsa-rb")?,
         };
         inst.write_config(bridges)?;
         let log = fs::File::create(inst.path("appliance.log"))?;

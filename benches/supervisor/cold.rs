@@ -6,8 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::instance::{wait_for, Instance};
+use crate::instance::Instance;
 use crate::probe::{self, MILESTONES};
+use crate::proc::wait_for;
 use crate::report::{median, ms, Row};
 use crate::Bench;
 

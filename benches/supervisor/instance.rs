@@ -6,14 +6,17 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
 
+use crate::proc::{comm, kill_daemon, live_pid, signal, stat, wait_for, Netns};
 use crate::{BIN, HAND_LAUNCH, OVSDB, OVS_CTL, START_TIMEOUT, VSWITCHD};
+
+/// Named network namespaces of this bench are `ovsa-bench-<our pid>-<n>`.
+const NETNS_PREFIX: &str = "ovsa-bench";
 
 /// One OVS instance: temp run/db dirs, its own network namespace (none for ovs-ctl, which makes
 /// an anonymous one), and what was started for it. Drop stops the appliance (SIGTERM, then
@@ -33,7 +36,7 @@ impl Instance {
             fs::create_dir(dir.path().join(sub))?;
         }
         let netns = if with_netns {
-            Some(Netns::new()?)
+            Some(Netns::new(NETNS_PREFIX)?)
         } else {
             None
         };
@@ -237,27 +240,9 @@ fn all_pids() -> impl Iterator<Item = i32> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
 }
 
-/// SIGKILL to the daemon our pidfile names, if /proc says it is that program, and first to its
-/// parent when that is an ovs-ctl `--monitor` process (which would restart it).
-pub fn kill_daemon(run_dir: &Path, daemon: &str) {
-    let Some(pid) = live_pid(run_dir, daemon) else {
-        return;
-    };
-    if let Some(ppid) = stat(pid).map(|s| s.1) {
-        if comm(ppid).as_deref() == Some("monitor") {
-            let _ = signal(ppid, Signal::SIGKILL);
-        }
-    }
-    let _ = signal(pid, Signal::SIGKILL);
-    let gone = || (!matches!(stat(pid), Some((state, _)) if state != 'Z')).then_some(());
-    if wait_for(Duration::from_secs(5), gone).is_none() {
-        eprintln!("warning: {daemon} {pid} still alive after SIGKILL");
-    }
-}
-
 /// Named namespaces of this run that still exist.
 pub fn netns_left() -> Vec<String> {
-    let ours = format!("ovsa-bench-{}-", std::process::id());
+    let ours = format!("{NETNS_PREFIX}-{}-", std::process::id());
     fs::read_dir("/run/netns")
         .into_iter()
         .flatten()
@@ -265,97 +250,6 @@ pub fn netns_left() -> Vec<String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with(&ours))
         .collect()
-}
-
-/// A network namespace `ovsa-bench-<our pid>-<n>`, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new() -> Result<Netns> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("ovsa-bench-{}-{n}", std::process::id());
-        let out = run_to_end(
-            Command::new("ip").args(["netns", "add", &name]),
-            Duration::from_secs(10),
-        )?;
-        ensure!(out.status.success(), "ip netns add {name}: {out:?}");
-        Ok(Netns { name })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let del = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        if !del.is_ok_and(|o| o.status.success()) {
-            eprintln!("warning: ip netns del {} failed", self.name);
-        }
-    }
-}
-
-pub fn signal(pid: i32, sig: Signal) -> Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .with_context(|| format!("kill -{sig} {pid}"))
-}
-
-pub fn comm(pid: i32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|c| c.trim_end().to_string())
-}
-
-/// (state, ppid) from /proc/<pid>/stat.
-pub fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: split after the last ')'.
-    let mut fields = text.get(text.rfind(')')? + 2..)?.split(' ');
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.next()?.parse().ok()?))
-}
-
-pub fn read_pid(pidfile: &Path) -> Option<i32> {
-    fs::read_to_string(pidfile).ok()?.trim().parse().ok()
-}
-
-/// The pid in `<run_dir>/<daemon>.pid` when that process is alive and is `daemon`.
-pub fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
-    let pid = read_pid(&run_dir.join(format!("{daemon}.pid")))?;
-    let alive = matches!(stat(pid), Some((state, _)) if state != 'Z');
-    (alive && comm(pid).as_deref() == Some(daemon)).then_some(pid)
-}
-
-/// Runs a command to its end, killed after `timeout`.
-pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("spawn {cmd:?}"))?;
-    if wait_for(timeout, || child.try_wait().ok().flatten()).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("{cmd:?} did not finish within {timeout:?}");
-    }
-    Ok(child.wait_with_output()?)
-}
-
-/// Polls `f` every 5 ms until it returns Some, or None after `timeout`. Not for timed paths.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Processes still naming `root` (this run's temp dir) in their command line or their mounts.

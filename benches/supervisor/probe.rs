@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::instance::read_pid;
+use crate::proc::read_pid;
 use crate::{START_TIMEOUT, VSWITCHD};
 
 /// Every poll loop sleeps this long between attempts (tokio's timer makes it 1-2 ms).

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::instance::{live_pid, run_to_end, signal, wait_for, Instance};
+use crate::instance::Instance;
 use crate::probe;
+use crate::proc::{live_pid, signal, wait_for};
 use crate::report::{median, ms, Row};
 use crate::{Bench, VSWITCHD};
 
@@ -164,7 +165,7 @@ fn add_ports(inst: &Instance) -> Result<()> {
         cmd.args(["--", "add-port", "br0", &p]);
         cmd.args(["--", "set", "interface", &p, "type=internal"]);
     }
-    let out = run_to_end(&mut cmd, Duration::from_secs(90))?;
+    let out = crate::proc::run(&mut cmd, Duration::from_secs(90))?;
     ensure!(out.status.success(), "ovs-vsctl add-br/add-port: {out:?}");
     Ok(())
 }

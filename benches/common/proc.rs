@@ -1,5 +1,7 @@
-//! Processes and namespaces. Only what this bench started is ever signalled: children it
-//! spawned, and daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches.
+//! Processes and namespaces, shared by the supervisor and reconcile benches (each includes this
+//! file with `#[path]`). Only what a bench started is ever signalled: children it spawned, and
+//! daemons named by pidfiles in its own temp dirs whose /proc/<pid>/comm matches.
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::Path;
@@ -13,16 +15,16 @@ use nix::sys::signal::Signal;
 pub const VSWITCHD: &str = "ovs-vswitchd";
 pub const OVSDB: &str = "ovsdb-server";
 
-/// A network namespace `ovsa-rb-<our pid>-<n>`, deleted on drop (also when unwinding a panic).
+/// A network namespace `<prefix>-<our pid>-<n>`, deleted on drop (also when unwinding a panic).
 pub struct Netns {
     pub name: String,
 }
 
 impl Netns {
-    pub fn new() -> Result<Netns> {
+    pub fn new(prefix: &str) -> Result<Netns> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("ovsa-rb-{}-{n}", std::process::id());
+        let name = format!("{prefix}-{}-{n}", std::process::id());
         let out = run(Command::new("ip").args(["netns", "add", &name]), secs(10))?;
         ensure!(out.status.success(), "ip netns add {name}: {out:?}");
         Ok(Netns { name })
@@ -55,7 +57,7 @@ pub fn comm(pid: i32) -> Option<String> {
 }
 
 /// (state, ppid) from /proc/<pid>/stat.
-fn stat(pid: i32) -> Option<(char, i32)> {
+pub fn stat(pid: i32) -> Option<(char, i32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: split after the last ')'.
     let mut fields = text.get(text.rfind(')')? + 2..)?.split(' ');
@@ -63,14 +65,17 @@ fn stat(pid: i32) -> Option<(char, i32)> {
     Some((state, fields.next()?.parse().ok()?))
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z')
 }
 
+pub fn read_pid(pidfile: &Path) -> Option<i32> {
+    fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
 /// The pid in `<run_dir>/<daemon>.pid` when that process is alive and is `daemon`.
-fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
-    let text = fs::read_to_string(run_dir.join(format!("{daemon}.pid"))).ok()?;
-    let pid: i32 = text.trim().parse().ok()?;
+pub fn live_pid(run_dir: &Path, daemon: &str) -> Option<i32> {
+    let pid = read_pid(&run_dir.join(format!("{daemon}.pid")))?;
     (alive(pid) && comm(pid).as_deref() == Some(daemon)).then_some(pid)
 }
 
