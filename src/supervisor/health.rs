@@ -2,7 +2,8 @@
 //! ovsdb-server, a `version` JSON-RPC call on the control socket for ovs-vswitchd.
 
 use super::daemon::{Daemon, Layout};
-use std::time::Duration;
+use crate::config::HumanDuration;
+use std::time::{Duration, Instant};
 
 /// One check of `daemon` (running as `pid`), failing after `timeout`. A stopped (SIGSTOP) or hung
 /// daemon still accepts connections in the kernel but never answers: the timeout catches it.
@@ -60,6 +61,50 @@ pub fn working(now: Option<(char, u64)>, before: Option<u64>) -> bool {
     }
 }
 
+/// Tells a busy vswitchd from a hung one across health checks.
+#[derive(Debug, Default)]
+pub struct Busy {
+    /// Since when unanswered checks have been excused.
+    since: Option<Instant>,
+    /// Main-thread CPU ticks at the last check.
+    ticks: Option<u64>,
+}
+
+impl Busy {
+    /// An unanswered check while the main thread works (see [`working`]) is not a failure, up to
+    /// `limit` counted from the first excused one: creating or deleting hundreds of netdev ports
+    /// keeps vswitchd off its control socket for seconds. `thread` is this check's
+    /// [`main_thread_cpu`] reading, `now` its time. Returns `Ok(None)` for an answered check,
+    /// `Ok(Some(why))` for an excused one, and the failure otherwise.
+    pub fn excuse(
+        &mut self,
+        thread: Option<(char, u64)>,
+        now: Instant,
+        limit: &HumanDuration,
+        result: Result<(), String>,
+    ) -> Result<Option<String>, String> {
+        let before = std::mem::replace(&mut self.ticks, thread.map(|(_, t)| t));
+        let why = match result {
+            Ok(()) => {
+                self.since = None;
+                return Ok(None);
+            }
+            Err(why) => why,
+        };
+        if !working(thread, before) {
+            self.since = None;
+            return Err(why);
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) > limit.0 {
+            return Err(format!(
+                "{why}; busy (main thread on CPU) for longer than busy_timeout ({limit})"
+            ));
+        }
+        Ok(Some(why))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +128,38 @@ mod tests {
         assert!(!working(Some(('t', 10)), Some(5)), "traced");
         assert!(!working(None, Some(5)), "gone");
         assert!(!working(Some(('R', 10)), None), "no earlier reading");
+    }
+
+    #[test]
+    fn busy_is_excused_until_busy_timeout_from_the_first_excused_check() {
+        let limit = HumanDuration::secs(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let late = || Err("no answer".to_string());
+        let mut busy = Busy::default();
+        assert_eq!(busy.excuse(Some(('R', 1)), at(0), &limit, Ok(())), Ok(None));
+        assert!(busy
+            .excuse(Some(('R', 5)), at(1), &limit, late())
+            .unwrap()
+            .is_some());
+        assert!(busy
+            .excuse(Some(('D', 5)), at(6), &limit, late())
+            .unwrap()
+            .is_some());
+        let err = busy
+            .excuse(Some(('R', 9)), at(12), &limit, late())
+            .unwrap_err();
+        assert!(err.contains("busy_timeout (10s)"), "{err}");
+        // An answer ends the busy spell; a hung thread is not excused.
+        assert_eq!(
+            busy.excuse(Some(('R', 9)), at(13), &limit, Ok(())),
+            Ok(None)
+        );
+        assert!(busy.excuse(Some(('S', 9)), at(14), &limit, late()).is_err());
+        assert!(busy
+            .excuse(Some(('R', 10)), at(30), &limit, late())
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -19,10 +19,8 @@ struct Running {
     exit: oneshot::Receiver<ExitStatus>,
     exited: Option<ExitStatus>,
     failed_checks: u32,
-    /// Since when unanswered checks have been excused because the daemon was working.
-    busy_since: Option<Instant>,
-    /// Main-thread CPU ticks at the last check, to tell a busy daemon from a hung one.
-    cpu_ticks: Option<u64>,
+    /// Tells a busy daemon from a hung one across checks.
+    busy: health::Busy,
 }
 
 impl Running {
@@ -177,8 +175,7 @@ impl Supervisor {
             exit: spawned.exit,
             exited: None,
             failed_checks: 0,
-            busy_since: None,
-            cpu_ticks: None,
+            busy: health::Busy::default(),
         });
         let timing = self.settings.timing.clone();
         let deadline = began + timing.start_timeout.0;
@@ -250,8 +247,15 @@ impl Supervisor {
                         health::check(Daemon::OvsdbServer, db.pid, &layout, timing.health_timeout.0),
                         health::check(Daemon::Vswitchd, vs.pid, &layout, timing.health_timeout.0),
                     );
-                    let proc_root = self.settings.proc_root.clone();
-                    let vs_ok = excuse_busy(vs, &proc_root, &timing, vs_ok);
+                    let thread = health::main_thread_cpu(&self.settings.proc_root, vs.pid);
+                    let vs_ok = match vs.busy.excuse(thread, Instant::now(), &timing.busy_timeout, vs_ok) {
+                        Ok(Some(why)) => {
+                            info!(pid = vs.pid, %why, "ovs-vswitchd is working (its main thread is on CPU) and answers slowly; not counted as a failure");
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(why) => Err(why),
+                    };
                     // What /healthz, /readyz and ovs_up report is the supervisor's judgment: a
                     // vswitchd that is busy, not hung, is up (and is not restarted).
                     self.state.send_if_modified(|s| {
@@ -263,8 +267,6 @@ impl Supervisor {
                     for (daemon, running, result) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
                         match result {
                             Ok(()) => {
-                                // An excused check keeps `busy_since`: busy_timeout counts from
-                                // the first unanswered one.
                                 running.failed_checks = 0;
                             }
                             Err(why) => {
@@ -364,40 +366,6 @@ impl Supervisor {
         info!("stopped");
         Ok(())
     }
-}
-
-/// An unanswered vswitchd check while its main thread keeps using CPU is not a failure, up to
-/// `busy_timeout`: creating or deleting hundreds of netdev ports keeps it off its control socket
-/// for seconds (deletion costs ~18 ms a port here). A stopped (SIGSTOP) or blocked main thread
-/// uses no CPU, so the failure stands.
-fn excuse_busy(
-    vs: &mut Running,
-    proc_root: &std::path::Path,
-    timing: &crate::config::SupervisorConfig,
-    result: Result<(), String>,
-) -> Result<(), String> {
-    let now = health::main_thread_cpu(proc_root, vs.pid);
-    let before = std::mem::replace(&mut vs.cpu_ticks, now.map(|(_, t)| t));
-    let why = match result {
-        Ok(()) => {
-            vs.busy_since = None;
-            return Ok(());
-        }
-        Err(why) => why,
-    };
-    if !health::working(now, before) {
-        vs.busy_since = None;
-        return Err(why);
-    }
-    let since = *vs.busy_since.get_or_insert_with(Instant::now);
-    if since.elapsed() > timing.busy_timeout.0 {
-        return Err(format!(
-            "{why}; busy (main thread on CPU) for longer than busy_timeout ({})",
-            timing.busy_timeout
-        ));
-    }
-    info!(pid = vs.pid, %why, "ovs-vswitchd is working (its main thread is on CPU) and answers slowly; not counted as a failure");
-    Ok(())
 }
 
 fn failed(daemon: Daemon, why: String) -> Stop {
