@@ -74,7 +74,15 @@ fn a_real_scrape_is_clean_complete_and_counts_traffic() {
     app.start_ready();
     h1.ping(&h2.addr);
     let runs = |text: &str| value(text, "ovs_appliance_reconcile_runs_total", &[]);
-    let runs_before = runs(&scrape(&app, PORT));
+    // Two passes: the first apply, and the one that checks it (its own rows came back while
+    // ovs-vswitchd applied it). The status every new interface then gets (ofport, link_state)
+    // plans nothing.
+    let runs_before = wait_for(Duration::from_secs(20), "the pass count to settle", || {
+        let first = runs(&scrape(&app, PORT));
+        std::thread::sleep(Duration::from_millis(500));
+        (runs(&scrape(&app, PORT)) == first).then_some(first)
+    });
+    assert_eq!(runs_before, Some(2.0), "passes after the start");
     // Interface statistics are refreshed every 5 s: after 6 s the warm-up pings are counted,
     // so they cannot be mistaken for the N below.
     std::thread::sleep(Duration::from_secs(6));

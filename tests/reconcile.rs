@@ -331,6 +331,44 @@ fn a_daemon_restart_is_followed_by_a_full_reconcile() {
     assert!(app.log().contains("full reconcile"), "{}", app.log());
 }
 
+#[test]
+fn an_edit_made_while_a_change_is_applied_is_repaired() {
+    // No health check during the test: ovs-vswitchd is stopped on purpose for a moment.
+    let supervisor = "[supervisor]\nhealth_interval = \"60s\"\n";
+    let Some(mut app) = appliance(&format!("{supervisor}{DRIFT}")) else {
+        return;
+    };
+    app.start_ready();
+    wait_ports(&app, "br0", &["p1", "p2"]);
+    let vswitchd = app.pid("ovs-vswitchd").unwrap();
+
+    // With ovs-vswitchd stopped, a reload commits p3 and then waits for cur_cfg; an operator's
+    // del-port lands in that wait. Nothing after it changes a planned column: only the pass
+    // that checks the reload's own change can see that p1 is gone.
+    kill(vswitchd, Signal::SIGSTOP);
+    let added = "  [[bridges.ports]]\n  name = \"p3\"\n  type = \"internal\"\n";
+    app.write_config(&format!("{NETDEV}{supervisor}{DRIFT}{added}"));
+    app.signal(Signal::SIGHUP);
+    wait_ports(&app, "br0", &["p1", "p2", "p3"]);
+    assert!(app.vsctl_ok(&["--no-wait", "del-port", "br0", "p1"]));
+    std::thread::sleep(Duration::from_millis(500));
+    // The reload is still waiting: only the start's apply is logged.
+    assert_eq!(
+        app.log().matches("config applied").count(),
+        1,
+        "{}",
+        app.log()
+    );
+    kill(vswitchd, Signal::SIGCONT);
+
+    wait_ports(&app, "br0", &["p1", "p2", "p3"]);
+    assert_eq!(app.pid("ovs-vswitchd"), Some(vswitchd), "not restarted");
+    let log = app.log();
+    assert_eq!(log.matches("config applied").count(), 2, "{log}");
+    assert!(log.contains("drift repaired"), "{log}");
+    assert!(!log.contains("full reconcile"), "{log}");
+}
+
 /// The configuration columns (not the status ovs-vswitchd keeps writing), and next_cfg, which
 /// any transaction of ours would have moved.
 fn dump(app: &Appliance) -> String {

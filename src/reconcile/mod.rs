@@ -12,6 +12,7 @@ mod plan;
 mod session;
 mod status;
 mod telemetry;
+mod touched;
 mod txn;
 mod watch;
 
@@ -19,9 +20,10 @@ pub use addresses::{Addresses, NoHooks};
 pub use apply::{reconcile_once, Applied};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
-pub use session::{touches_managed, Event, Session, INTERFACE_METRICS_COLUMNS};
+pub use session::{Event, Session};
 pub use status::{describe, interface_errors, InterfaceError};
 pub use telemetry::{NoTelemetry, PassOutcome, PassReport, Telemetry, TelemetryHandle};
+pub use touched::{touched, Touched, INTERFACE_METRICS_COLUMNS};
 pub use txn::operations;
 pub use watch::{watch, AfterPass, DesiredSource, WatchSettings};
 

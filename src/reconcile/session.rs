@@ -1,12 +1,14 @@
-//! A reconcile session: one reconnecting OVSDB connection with a monitor on the tables the
-//! appliance manages, feeding a local cache. Plans read the cache, never the server.
+//! A reconcile session: two reconnecting OVSDB connections, one with a monitor on the tables the
+//! appliance manages, feeding a local cache, one for transactions and `cur_cfg`. Plans read the
+//! cache, never the server.
 
 use super::model::{Observed, BRIDGE_COLUMNS, INTERFACE_COLUMNS, PORT_COLUMNS};
 use super::telemetry::{self, TelemetryHandle};
+use super::touched::{touched, Touched, INTERFACE_METRICS_COLUMNS};
 use super::Error;
 use crate::ovsdb::{
     Cache, MonitorEvent, MonitorRequest, MonitorRequests, OpResult, Operation, ReconnectOptions,
-    ReconnectingClient, RowUpdate, TableUpdates,
+    ReconnectingClient, RowUpdate,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +22,12 @@ pub const DB: &str = "Open_vSwitch";
 pub enum Event {
     /// A full snapshot: first connect or after ovsdb-server restarted.
     Snapshot,
-    /// Rows changed in columns reconcile reads.
+    /// Rows changed in columns reconcile plans from.
     Update,
-    /// Only columns that reconcile does not read changed (statistics, every 5 s): no re-plan.
+    /// Only status columns changed (an interface's ofport, error, link or admin state;
+    /// `cur_cfg`): no re-plan, but hooks that follow the devices and the error report run again.
+    Status,
+    /// Only columns kept for metrics changed (statistics, every 5 s): nothing to do.
     Statistics,
     /// The connection dropped; a snapshot follows when it is back.
     Disconnected(String),
@@ -44,19 +49,11 @@ pub struct Session {
     /// queues behind the status of every interface just created (50-180 ms at 1000 ports).
     progress: mpsc::UnboundedReceiver<MonitorEvent>,
     applied_cfg: i64,
+    /// The most a row update applied since the last `drain` changed: a plan drains first, so
+    /// this is what arrived after it (while its transaction was sent and applied).
+    unplanned: Touched,
     telemetry: TelemetryHandle,
 }
-
-/// Interface columns monitored only for metrics. An update that touches nothing else is
-/// `Event::Statistics`: vswitchd rewrites `statistics` of every interface every 5 s, and
-/// re-planning all bridges for that would be wasted work.
-pub const INTERFACE_METRICS_COLUMNS: &[&str] = &[
-    "statistics",
-    "mtu",
-    "link_speed",
-    "mac_in_use",
-    "link_resets",
-];
 
 fn with(extra: &[&str], base: &[&str]) -> MonitorRequest {
     let mut cols: Vec<&str> = base.to_vec();
@@ -127,6 +124,7 @@ impl Session {
             cache,
             progress,
             applied_cfg: 0,
+            unplanned: Touched::Nothing,
             telemetry: telemetry::none(),
         };
         loop {
@@ -157,10 +155,11 @@ impl Session {
     }
 
     fn apply(&mut self, event: MonitorEvent) -> Result<Event, Error> {
-        let managed = match &event {
-            MonitorEvent::Update(u) => touches_managed(&self.cache, u),
-            _ => true,
+        let touched = match &event {
+            MonitorEvent::Update(u) => touched(&self.cache, u),
+            _ => Touched::Managed,
         };
+        self.unplanned = self.unplanned.max(touched);
         if !self.cache.apply_event(&event).map_err(Error::Ovsdb)? {
             if let MonitorEvent::Failed(why) = event {
                 return Err(Error::Monitor(why));
@@ -171,14 +170,18 @@ impl Session {
         }
         Ok(match event {
             MonitorEvent::Snapshot(_) => Event::Snapshot,
-            MonitorEvent::Update(_) if managed => Event::Update,
-            MonitorEvent::Update(_) => Event::Statistics,
+            MonitorEvent::Update(_) => match touched {
+                Touched::Managed => Event::Update,
+                Touched::Status => Event::Status,
+                Touched::Nothing | Touched::Statistics => Event::Statistics,
+            },
             MonitorEvent::Disconnected(why) => Event::Disconnected(why),
             MonitorEvent::Failed(why) => return Err(Error::Monitor(why)),
         })
     }
 
-    /// Applies every event already queued, without waiting.
+    /// Applies every event already queued, without waiting; a plan made now sees all of them,
+    /// and [`Session::unplanned`] starts again from nothing.
     pub fn drain(&mut self) -> Result<(), Error> {
         let mut applied = false;
         while let Ok(event) = self.events.try_recv() {
@@ -188,7 +191,15 @@ impl Session {
         if applied {
             self.telemetry.observed(&self.cache);
         }
+        self.unplanned = Touched::Nothing;
         Ok(())
+    }
+
+    /// The most the row updates applied since the last [`Session::drain`] changed. After a
+    /// pass, `Managed` means a change arrived that its plan did not see: ours, or someone
+    /// else's made while ovs-vswitchd applied ours, which only a new plan can tell apart.
+    pub fn unplanned(&self) -> Touched {
+        self.unplanned
     }
 
     pub fn observed(&self) -> Observed {
@@ -275,70 +286,13 @@ fn cur_cfg_in(event: &MonitorEvent) -> Option<i64> {
         })
 }
 
-/// Whether `updates` change anything reconcile reads: any insert or delete, and any change of a
-/// column outside [`INTERFACE_METRICS_COLUMNS`]. `cache` is the state before the update (an
-/// update of the older monitor protocol carries whole rows, so it is compared).
-pub fn touches_managed(cache: &Cache, updates: &TableUpdates) -> bool {
-    updates.iter().any(|(table, rows)| {
-        if table != "Interface" {
-            return !rows.is_empty();
-        }
-        rows.iter().any(|(uuid, update)| match update {
-            RowUpdate::Modify(diff) => diff
-                .keys()
-                .any(|c| !INTERFACE_METRICS_COLUMNS.contains(&c.as_str())),
-            RowUpdate::Replace(new) => {
-                let old = cache.row(table, uuid);
-                new.iter().any(|(c, d)| {
-                    !INTERFACE_METRICS_COLUMNS.contains(&c.as_str())
-                        && old.and_then(|o| o.get(c)) != Some(d)
-                })
-            }
-            RowUpdate::Initial(_) | RowUpdate::Insert(_) | RowUpdate::Delete => true,
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ovsdb::{parse_updates2, Datum, Row, Schema, Uuid};
+    use crate::ovsdb::parse_updates2;
     use serde_json::json;
 
     const I: &str = "00000000-0000-0000-0000-0000000000c1";
-
-    fn cache() -> Cache {
-        let v = json!({"name": "Open_vSwitch", "version": "1", "tables": {
-            "Interface": {"columns": {"name": {"type": "string"},
-                "mtu_request": {"type": {"key": "integer", "min": 0, "max": 1}},
-                "mtu": {"type": {"key": "integer", "min": 0, "max": 1}},
-                "statistics": {"type": {"key": "string", "value": "integer", "min": 0, "max": "unlimited"}}}},
-            "Port": {"columns": {"name": {"type": "string"}}}}});
-        let reqs: MonitorRequests = [("Interface".to_string(), Default::default())].into();
-        let mut c = Cache::new(Arc::new(Schema::from_json(&v).unwrap()), &reqs);
-        let init = json!({"Interface": {I: {"initial": {"name": "s1", "mtu": 1500}}}});
-        c.apply(&parse_updates2(&init).unwrap()).unwrap();
-        c
-    }
-
-    fn touches(update: serde_json::Value) -> bool {
-        touches_managed(&cache(), &parse_updates2(&update).unwrap())
-    }
-
-    #[test]
-    fn statistics_alone_do_not_call_for_a_plan() {
-        let stats = json!({"Interface": {I: {"modify": {
-            "statistics": ["map", [["rx_packets", 5]]], "mtu": 1400}}}});
-        assert!(!touches(stats));
-        assert!(touches(
-            json!({"Interface": {I: {"modify": {"mtu_request": 1400}}}})
-        ));
-        assert!(touches(
-            json!({"Interface": {I: {"modify": {"name": "x", "mtu": 1}}}})
-        ));
-        assert!(touches(json!({"Interface": {I: {"delete": null}}})));
-        assert!(touches(json!({"Port": {I: {"insert": {"name": "p"}}}})));
-    }
 
     #[test]
     fn progress_reads_cur_cfg_from_any_kind_of_row_update() {
@@ -352,22 +306,5 @@ mod tests {
         assert_eq!(cur_cfg_in(&MonitorEvent::Update(other)), None);
         let gone = MonitorEvent::Disconnected("eof".into());
         assert_eq!(cur_cfg_in(&gone), None);
-    }
-
-    #[test]
-    fn whole_row_updates_are_compared_with_the_cache() {
-        let u = Uuid::parse(I).unwrap();
-        let row = |name: &str, mtu: i64| -> Row {
-            [
-                ("name".to_string(), Datum::from(name)),
-                ("mtu".to_string(), Datum::from(mtu)),
-            ]
-            .into()
-        };
-        let update = |r: Row| -> TableUpdates {
-            [("Interface".to_string(), [(u, RowUpdate::Replace(r))].into())].into()
-        };
-        assert!(!touches_managed(&cache(), &update(row("s1", 9000))));
-        assert!(touches_managed(&cache(), &update(row("s2", 1500))));
     }
 }

@@ -7,6 +7,7 @@ use super::model::Desired;
 use super::session::{Event, Session};
 use super::status::InterfaceErrors;
 use super::telemetry::{PassOutcome, PassReport, TelemetryHandle};
+use super::touched::Touched;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,7 +40,8 @@ enum Cause {
     Reload,
 }
 
-/// Hooks run after each pass that changed something (internal port addresses, metrics).
+/// Hooks run after each pass that succeeded, and after a status change of the rows (a device
+/// appeared or went away): internal port addresses and links.
 pub trait AfterPass: Send {
     fn after_pass(
         &mut self,
@@ -73,7 +75,6 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
     session.set_telemetry(settings.telemetry.clone());
     let telemetry = settings.telemetry.clone();
     let mut errors = InterfaceErrors::default();
-    let mut first = true;
     let mut dirty = Some(Cause::Start);
     loop {
         if let Some(cause) = dirty.take() {
@@ -81,8 +82,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
             let outcome = match reconcile_once(&mut session, &desired, settings.apply_timeout).await
             {
                 Ok(applied) => {
-                    report(&applied, first);
-                    first = false;
+                    report(&applied, cause);
                     after.after_pass(&session, &desired).await;
                     telemetry.converged(true, applied.plan.conflicts.len());
                     if applied.plan.is_empty() {
@@ -107,44 +107,68 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 outcome,
             });
             errors.report(&session.observed(), &desired.owner);
+            // A change that reached the cache while this pass's own transaction was applied
+            // was not planned from: usually that transaction coming back, but it may be an
+            // operator's edit in the same moment, which would otherwise wait for the next one.
+            if outcome != PassOutcome::Failed && session.unplanned() == Touched::Managed {
+                dirty = Some(Cause::Drift);
+                continue;
+            }
         }
-        let cause = tokio::select! {
+        let wake = tokio::select! {
             event = session.next() => match event {
-                Ok(Event::Snapshot) => { info!("OVSDB snapshot (reconnected): full reconcile"); Some(Cause::Drift) }
-                Ok(Event::Update) => Some(Cause::Drift),
-                Ok(Event::Statistics) => None,
-                Ok(Event::Disconnected(why)) => { warn!(%why, "ovsdb-server connection lost"); None }
+                Ok(Event::Snapshot) => { info!("OVSDB snapshot (reconnected): full reconcile"); Wake::Pass(Cause::Drift) }
+                Ok(Event::Update) => Wake::Pass(Cause::Drift),
+                Ok(Event::Status) => Wake::Status,
+                Ok(Event::Statistics) => Wake::Nothing,
+                Ok(Event::Disconnected(why)) => { warn!(%why, "ovsdb-server connection lost"); Wake::Nothing }
                 Err(e) => {
                     error!(%e, "OVSDB monitor failed");
                     tokio::time::sleep(settings.retry).await;
-                    None
+                    Wake::Nothing
                 }
             },
             changed = ready.changed() => {
                 if changed.is_err() { return; }
                 info!("daemons restarted: full reconcile");
-                Some(Cause::Restart)
+                Wake::Pass(Cause::Restart)
             }
             Some(()) = reload.recv() => match source.reload() {
                 Ok(new) => {
                     info!("config reloaded");
                     desired = new;
-                    Some(Cause::Reload)
+                    Wake::Pass(Cause::Reload)
                 }
-                Err(e) => { error!("config reload refused, keeping the running state: {e}"); None }
+                Err(e) => { error!("config reload refused, keeping the running state: {e}"); Wake::Nothing }
             },
         };
-        // A pending failed pass keeps its cause unless something newer explains the change.
-        if let Some(cause) = cause {
-            dirty = Some(match dirty {
-                Some(Cause::Drift) => Cause::Drift,
-                _ => cause,
-            });
+        match wake {
+            // A pending failed pass keeps its cause unless something newer explains the change.
+            Wake::Pass(cause) => {
+                dirty = Some(match dirty {
+                    Some(Cause::Drift) => Cause::Drift,
+                    _ => cause,
+                })
+            }
+            // A device appeared, went away or changed state: nothing to plan, but an internal
+            // port that now exists gets its addresses, and the error report follows.
+            Wake::Status if dirty.is_none() => {
+                after.after_pass(&session, &desired).await;
+                errors.report(&session.observed(), &desired.owner);
+            }
+            Wake::Status | Wake::Nothing => {}
         }
     }
 }
 
-fn report(applied: &Applied, first: bool) {
+/// What woke the loop.
+enum Wake {
+    Pass(Cause),
+    Status,
+    Nothing,
+}
+
+fn report(applied: &Applied, cause: Cause) {
     for conflict in &applied.plan.conflicts {
         warn!("{conflict}");
     }
@@ -158,7 +182,7 @@ fn report(applied: &Applied, first: bool) {
         .map(ToString::to_string)
         .collect();
     let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis() as u64);
-    if first {
+    if matches!(cause, Cause::Start | Cause::Reload) {
         info!(changes = ?changes, committed_ms = ms(applied.committed), applied_ms = ms(applied.applied), "config applied");
     } else {
         warn!(changes = ?changes, applied_ms = ms(applied.applied), "drift repaired");
