@@ -339,6 +339,10 @@ fn an_edit_made_while_a_change_is_applied_is_repaired() {
         return;
     };
     app.start_ready();
+    // Applied, not only committed: ovs-vswitchd must not be stopped under the first pass.
+    wait_for(Duration::from_secs(20), "the start applied", || {
+        app.log().contains("config applied").then_some(())
+    });
     wait_ports(&app, "br0", &["p1", "p2"]);
     let vswitchd = app.pid("ovs-vswitchd").unwrap();
 
