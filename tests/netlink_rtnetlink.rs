@@ -5,7 +5,7 @@
 //! The device is a dummy where the kernel has the dummy driver, else a persistent tap: the
 //! kind of device OVS's userspace datapath makes for internal ports.
 
-use ovs_appliance::netlink::{address_changes, Error, IpCidr, Netlink, Rtnetlink};
+use ovs_appliance::netlink::{address_changes, DeviceState, Error, IpCidr, Netlink, Rtnetlink};
 use serde_json::Value;
 use std::fs::File;
 use std::future::Future;
@@ -241,14 +241,15 @@ fn set_up_sets_the_admin_state() {
     }
     let ns = Netns::with_device();
     in_netns(&ns, false, |nl, sh| async move {
+        let up = || async { nl.devices().await.unwrap()["d0"].up };
         assert!(!sh.up());
-        assert!(!nl.is_up("d0").await.unwrap());
+        assert!(!up().await);
         nl.set_up("d0").await.unwrap();
         assert!(sh.up());
-        assert!(nl.is_up("d0").await.unwrap());
+        assert!(up().await);
         nl.set_up("d0").await.expect("already up is Ok");
         sh.ip(&["link", "set", "d0", "down"]);
-        assert!(!nl.is_up("d0").await.unwrap());
+        assert!(!up().await);
     });
 }
 
@@ -265,8 +266,8 @@ fn a_missing_device_is_no_such_device() {
             nl.add_address("nope0", &a).await,
             nl.del_address("nope0", &a).await,
             nl.set_up("nope0").await,
-            nl.is_up("nope0").await.map(drop),
         ];
+        assert!(!nl.devices().await.unwrap().contains_key("nope0"));
         for r in results {
             match r {
                 Err(Error::NoSuchDevice { device }) => assert_eq!(device, "nope0"),
@@ -297,6 +298,11 @@ fn lists_foreign_addresses_but_not_link_local() {
         ]);
         let want = cidrs(&["10.1.1.1/32", "198.51.100.7/24"]);
         assert_eq!(nl.addresses("d0").await.unwrap(), want);
+        // Read all at once, every device of the namespace with its own addresses.
+        let devices = nl.devices().await.unwrap();
+        assert_eq!(devices["d0"].addresses, want);
+        // lo is down in a new namespace: no address of its own, and none of d0's.
+        assert_eq!(devices["lo"], DeviceState::default(), "{devices:?}");
     });
 }
 

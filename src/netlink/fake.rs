@@ -1,6 +1,6 @@
 //! `FakeNetlink`: a recording, stateful stand-in for the kernel, for tests of the reconciler.
 
-use super::{Error, IpCidr, Netlink};
+use super::{DeviceState, Devices, Error, IpCidr, Netlink};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +24,8 @@ struct Device {
 struct State {
     devices: BTreeMap<String, Device>,
     calls: Vec<Call>,
+    /// How many times every device was read at once.
+    dumps: usize,
 }
 
 /// Devices exist only once the test adds them, as an internal port exists only once
@@ -61,6 +63,16 @@ impl FakeNetlink {
         if !dev.addresses.contains(addr) {
             dev.addresses.push(addr.clone());
         }
+    }
+
+    /// Whether `device` exists and is up.
+    pub fn is_up(&self, device: &str) -> bool {
+        self.lock().devices.get(device).is_some_and(|d| d.up)
+    }
+
+    /// How many times [`Netlink::devices`] was called.
+    pub fn dumps(&self) -> usize {
+        self.lock().dumps
     }
 
     /// Every change asked so far, in order.
@@ -153,8 +165,24 @@ impl Netlink for FakeNetlink {
         Ok(())
     }
 
-    async fn is_up(&self, device: &str) -> Result<bool, Error> {
-        Ok(device_of(&mut self.lock(), device)?.up)
+    async fn devices(&self) -> Result<Devices, Error> {
+        let mut state = self.lock();
+        state.dumps += 1;
+        Ok(state
+            .devices
+            .iter()
+            .map(|(name, dev)| {
+                let mut addresses: Vec<IpCidr> = dev
+                    .addresses
+                    .iter()
+                    .filter(|a| !a.is_link_local())
+                    .cloned()
+                    .collect();
+                addresses.sort();
+                let up = dev.up;
+                (name.clone(), DeviceState { up, addresses })
+            })
+            .collect())
     }
 }
 

@@ -48,15 +48,22 @@ async fn records_changes_in_order_and_keeps_state() {
         nl.addresses("mgmt0").await.unwrap(),
         [cidr("2001:db8::1/64")]
     );
-    assert!(nl.is_up("mgmt0").await.unwrap());
+    assert!(nl.is_up("mgmt0"));
+    let devices = nl.devices().await.unwrap();
+    let want = DeviceState {
+        up: true,
+        addresses: vec![cidr("2001:db8::1/64")],
+    };
+    assert_eq!(devices["mgmt0"], want);
 }
 
 #[tokio::test]
 async fn a_new_device_is_down_and_empty() {
     let nl = FakeNetlink::new();
     nl.add_device("d0");
-    assert!(!nl.is_up("d0").await.unwrap());
+    assert!(!nl.is_up("d0"));
     assert!(nl.addresses("d0").await.unwrap().is_empty());
+    assert_eq!(nl.devices().await.unwrap()["d0"], DeviceState::default());
     assert!(nl.calls().is_empty());
 }
 
@@ -86,10 +93,7 @@ async fn missing_device_is_no_such_device_and_still_recorded() {
     assert!(no_such(nl.add_address("gone", &a).await));
     assert!(no_such(nl.del_address("gone", &a).await));
     assert!(no_such(nl.set_up("gone").await));
-    assert!(matches!(
-        nl.is_up("gone").await,
-        Err(Error::NoSuchDevice { .. })
-    ));
+    assert!(!nl.devices().await.unwrap().contains_key("gone"));
     assert!(matches!(
         nl.addresses("gone").await,
         Err(Error::NoSuchDevice { .. })
@@ -105,11 +109,9 @@ async fn device_that_comes_and_goes() {
     assert!(nl.set_up("p1").await.is_err());
     nl.add_device("p1");
     nl.set_up("p1").await.unwrap();
+    assert!(nl.devices().await.unwrap()["p1"].up);
     nl.remove_device("p1");
-    assert!(matches!(
-        nl.is_up("p1").await,
-        Err(Error::NoSuchDevice { .. })
-    ));
+    assert!(!nl.devices().await.unwrap().contains_key("p1"));
 }
 
 #[tokio::test]
@@ -119,7 +121,10 @@ async fn foreign_addresses_are_listed_but_not_recorded() {
     nl.put_address("d0", &cidr("198.51.100.7/24"));
     nl.put_address("d0", &cidr("fe80::1/64"));
     assert_eq!(nl.addresses("d0").await.unwrap(), [cidr("198.51.100.7/24")]);
+    let devices = nl.devices().await.unwrap();
+    assert_eq!(devices["d0"].addresses, [cidr("198.51.100.7/24")]);
     assert!(nl.calls().is_empty());
+    assert_eq!(nl.dumps(), 1);
 }
 
 #[tokio::test]
@@ -151,7 +156,7 @@ async fn take_calls_starts_a_fresh_record() {
 async fn usable_as_a_generic_send_bound() {
     async fn bring_up<N: Netlink>(nl: &N, device: &str) -> Result<bool, Error> {
         nl.set_up(device).await?;
-        nl.is_up(device).await
+        Ok(nl.devices().await?.get(device).is_some_and(|d| d.up))
     }
     fn assert_send<T: Send>(t: T) -> T {
         t

@@ -15,6 +15,7 @@ pub use cidr::IpCidr;
 pub use fake::{Call, FakeNetlink};
 pub use rtnl::Rtnetlink;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 
@@ -34,6 +35,8 @@ pub enum Error {
     LookUpDevice { device: String, source: io::Error },
     #[error("failed to list addresses of {device}: {source}{}", cap_hint(.source))]
     ListAddresses { device: String, source: io::Error },
+    #[error("failed to list the network devices and their addresses: {source}{}", cap_hint(.source))]
+    ListDevices { source: io::Error },
     #[error("failed to add address {addr} to {device}: {source}{}", cap_hint(.source))]
     AddAddress {
         device: String,
@@ -67,7 +70,7 @@ fn cap_hint(err: &io::Error) -> &'static str {
     }
 }
 
-/// What the reconciler needs from the kernel about one device, async on tokio.
+/// What the reconciler needs from the kernel about devices, async on tokio.
 ///
 /// Use it as a generic bound (`N: Netlink`), not as `dyn Netlink`: the methods return
 /// `impl Future + Send` (no boxing, no async-trait), which is not object safe. Implementations
@@ -94,6 +97,21 @@ pub trait Netlink: Send + Sync {
     /// Sets the admin state up (IFF_UP), as `ip link set DEV up`. Already up is Ok.
     fn set_up(&self, device: &str) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Whether the admin state is up (IFF_UP), whatever the carrier.
-    fn is_up(&self, device: &str) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Every device of the namespace by name: its admin state and its addresses (as
+    /// [`Netlink::addresses`] lists them). One link dump and one address dump, however many
+    /// devices the caller then looks at: the kernel answers an address request only with a dump
+    /// of every address, so asking device by device costs the square of the device count.
+    fn devices(&self) -> impl Future<Output = Result<Devices, Error>> + Send;
+}
+
+/// Device name -> what [`Netlink::devices`] read of it.
+pub type Devices = BTreeMap<String, DeviceState>;
+
+/// One device, as [`Netlink::devices`] read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    /// The admin state (IFF_UP), whatever the carrier.
+    pub up: bool,
+    /// Sorted; IPv6 link-local left out.
+    pub addresses: Vec<IpCidr>,
 }

@@ -1,10 +1,11 @@
 //! `Rtnetlink`: the real [`Netlink`], over an rtnetlink socket driven by a tokio task.
 
-use super::{Error, IpCidr, Netlink};
+use super::{DeviceState, Devices, Error, IpCidr, Netlink};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::task::JoinHandle;
@@ -182,9 +183,44 @@ impl Netlink for Rtnetlink {
         }
     }
 
-    async fn is_up(&self, device: &str) -> Result<bool, Error> {
-        let link = self.link(device).await?;
-        Ok(link.header.flags.contains(LinkFlags::Up))
+    async fn devices(&self) -> Result<Devices, Error> {
+        let failed = |e| Error::ListDevices { source: to_io(e) };
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        let addresses: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        let mut by_index: HashMap<u32, Vec<IpCidr>> = HashMap::new();
+        for message in &addresses {
+            if let Some(cidr) = cidr_of(message).filter(|c| !c.is_link_local()) {
+                by_index.entry(message.header.index).or_default().push(cidr);
+            }
+        }
+        Ok(links
+            .iter()
+            .filter_map(|link| {
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                })?;
+                let mut addresses = by_index.remove(&link.header.index).unwrap_or_default();
+                addresses.sort();
+                addresses.dedup();
+                let up = link.header.flags.contains(LinkFlags::Up);
+                Some((name, DeviceState { up, addresses }))
+            })
+            .collect())
     }
 }
 

@@ -8,7 +8,7 @@
 use super::model::{Desired, DesiredPort};
 use super::session::Session;
 use super::watch::AfterPass;
-use crate::netlink::{address_changes, IpCidr, Netlink};
+use crate::netlink::{address_changes, DeviceState, IpCidr, Netlink};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tracing::{debug, info, warn};
@@ -43,8 +43,16 @@ impl<N: Netlink> Addresses<N> {
     }
 
     /// Brings every configured internal port to its addresses and up. Devices that do not
-    /// exist yet are skipped (the next pass tries again).
+    /// exist yet are skipped (the next pass, or the status update that shows them, tries
+    /// again). The devices are read once for all ports.
     pub async fn apply(&mut self, desired: &Desired) {
+        let devices = match self.netlink.devices().await {
+            Ok(devices) => devices,
+            Err(e) => {
+                warn!("{e}");
+                return;
+            }
+        };
         let before = self.record.clone();
         let mut seen = Vec::new();
         let mut ports: Vec<&DesiredPort> = Vec::new();
@@ -59,7 +67,11 @@ impl<N: Netlink> Addresses<N> {
         }
         for port in ports {
             seen.push(port.name.clone());
-            if let Err(e) = self.device(port).await {
+            let Some(state) = devices.get(&port.name) else {
+                debug!(device = %port.name, "no such device yet: ovs-vswitchd has not created it");
+                continue;
+            };
+            if let Err(e) = self.device(port, state).await {
                 match e {
                     crate::netlink::Error::NoSuchDevice { .. } => {
                         debug!(device = %port.name, "{e}")
@@ -75,16 +87,20 @@ impl<N: Netlink> Addresses<N> {
         }
     }
 
-    async fn device(&mut self, port: &DesiredPort) -> Result<(), crate::netlink::Error> {
+    async fn device(
+        &mut self,
+        port: &DesiredPort,
+        state: &DeviceState,
+    ) -> Result<(), crate::netlink::Error> {
         let dev = port.name.as_str();
         let wanted: Vec<IpCidr> = port
             .addresses
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        let present = self.netlink.addresses(dev).await?;
+        let present = &state.addresses;
         let ours = self.record.get(dev).cloned().unwrap_or_default();
-        let (add, remove) = address_changes(&wanted, &present, &ours);
+        let (add, remove) = address_changes(&wanted, present, &ours);
         // Removals first: the kernel keeps one prefix length per IPv6 address on a device.
         for addr in &remove {
             self.netlink.del_address(dev, addr).await?;
@@ -103,7 +119,7 @@ impl<N: Netlink> Addresses<N> {
         } else {
             self.record.insert(dev.to_string(), now);
         }
-        if !self.netlink.is_up(dev).await? {
+        if !state.up {
             self.netlink.set_up(dev).await?;
             info!(device = dev, "link set up");
         }
@@ -242,5 +258,28 @@ mod tests {
             }),
             "{calls:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn every_port_is_served_from_one_read_of_the_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toml = "[[bridges]]\nname = \"br0\"\n".to_string();
+        for i in 0..50 {
+            toml += &format!("[[bridges.ports]]\nname = \"p{i}\"\ntype = \"internal\"\n");
+        }
+        let config = Config::from_toml(&toml, std::path::Path::new("t")).unwrap();
+        let desired = Desired::from_config(&config, Datapath::Netdev);
+        let fake = FakeNetlink::new();
+        for i in 0..50 {
+            fake.add_device(&format!("p{i}"));
+        }
+        let mut hook = Addresses::new(fake, dir.path().join("a.json"));
+        hook.apply(&desired).await;
+        assert_eq!(hook.netlink().dumps(), 1);
+        assert_eq!(hook.netlink().take_calls().len(), 50, "each brought up");
+        assert!((0..50).all(|i| hook.netlink().is_up(&format!("p{i}"))));
+        hook.apply(&desired).await;
+        assert_eq!(hook.netlink().dumps(), 2);
+        assert!(hook.netlink().take_calls().is_empty());
     }
 }
