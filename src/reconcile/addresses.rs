@@ -46,13 +46,6 @@ impl<N: Netlink> Addresses<N> {
     /// exist yet are skipped (the next pass, or the status update that shows them, tries
     /// again). The devices are read once for all ports.
     pub async fn apply(&mut self, desired: &Desired) {
-        let devices = match self.netlink.devices().await {
-            Ok(devices) => devices,
-            Err(e) => {
-                warn!("{e}");
-                return;
-            }
-        };
         let before = self.record.clone();
         let mut seen = Vec::new();
         let mut ports: Vec<&DesiredPort> = Vec::new();
@@ -65,6 +58,18 @@ impl<N: Netlink> Addresses<N> {
                     .filter(|p| p.name != bridge.name && is_internal(p)),
             );
         }
+        // No internal port: nothing to read (the record may still have ports to forget).
+        let devices = if ports.is_empty() {
+            Default::default()
+        } else {
+            match self.netlink.devices().await {
+                Ok(devices) => devices,
+                Err(e) => {
+                    warn!("{e}");
+                    return;
+                }
+            }
+        };
         for port in ports {
             seen.push(port.name.clone());
             let Some(state) = devices.get(&port.name) else {
@@ -281,5 +286,10 @@ mod tests {
         hook.apply(&desired).await;
         assert_eq!(hook.netlink().dumps(), 2);
         assert!(hook.netlink().take_calls().is_empty());
+        // A config without internal ports reads nothing.
+        let config = Config::from_toml("[[bridges]]\nname = \"br0\"\n", std::path::Path::new("t"));
+        hook.apply(&Desired::from_config(&config.unwrap(), Datapath::Netdev))
+            .await;
+        assert_eq!(hook.netlink().dumps(), 2);
     }
 }
