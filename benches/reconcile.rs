@@ -51,7 +51,7 @@ const SHAPES: [Shape; 4] = [
 
 pub struct Bench {
     /// The appliance's session runs here: one worker thread keeps its monitor read while the
-    /// main thread waits on ovs-vsctl.
+    /// main thread waits on ovs-vsctl, and runs the timed `reconcile_once` too.
     rt: tokio::runtime::Runtime,
     runs: usize,
     noop_runs: usize,
@@ -93,7 +93,9 @@ fn main() -> Result<()> {
         drift_runs: runs.max(20),
         methods: match std::env::var("BENCH_ONLY").as_deref() {
             Ok("noop") => vec![Method::Appliance],
-            Ok("apply-1000") => vec![Method::Appliance, Method::Floor, Method::Batched],
+            Ok(only) if only.starts_with("apply-") => {
+                vec![Method::Appliance, Method::Floor, Method::Batched]
+            }
             _ => vec![
                 Method::Appliance,
                 Method::Floor,
@@ -118,28 +120,37 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `BENCH_ONLY=noop|apply-1000|cold`: one measure alone, for working on it (no targets table).
+/// `BENCH_ONLY=noop|apply-10|apply-100|apply-1000|cold`: one measure alone, for working on it
+/// (no targets table).
 fn only_one(b: &Bench, only: &str) -> Result<()> {
-    match only {
-        "cold" => report::cold(&cold::run(b)?),
-        "noop" | "apply-1000" => {
-            let inst = instance::Instance::start("")?;
-            let session =
-                b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
-            let mut ctx = apply::Ctx {
-                b,
-                inst: &inst,
-                session,
-                warmup: false,
-            };
-            let mut res = Results::new();
-            let noop = apply::shape(&mut ctx, Shape::Ports(1000), &mut res, only == "noop")?;
-            report::apply(&res, &[Shape::Ports(1000)]);
-            if let Some(noop) = noop {
-                report::noop(&noop, 1000);
-            }
+    let ports = match only {
+        "cold" => {
+            report::cold(&cold::run(b)?);
+            return Ok(());
         }
-        other => anyhow::bail!("BENCH_ONLY={other}: expected noop, apply-1000 or cold"),
+        "noop" => 1000,
+        "apply-10" => 10,
+        "apply-100" => 100,
+        "apply-1000" => 1000,
+        other => anyhow::bail!(
+            "BENCH_ONLY={other}: expected noop, apply-10, apply-100, apply-1000 or cold"
+        ),
+    };
+    let inst = instance::Instance::start("")?;
+    let session =
+        b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
+    let mut ctx = apply::Ctx {
+        b,
+        inst: &inst,
+        session: Some(session),
+        warmup: false,
+    };
+    let mut res = Results::new();
+    let shape = Shape::Ports(ports);
+    let noop = apply::shape(&mut ctx, shape, &mut res, only == "noop")?;
+    report::apply(&res, &[shape]);
+    if let Some(noop) = noop {
+        report::noop(&noop, ports);
     }
     Ok(())
 }
@@ -153,7 +164,7 @@ fn on_one_instance(b: &Bench) -> Result<(Results, apply::Noop, drift::Drift)> {
     let mut ctx = apply::Ctx {
         b,
         inst: &inst,
-        session,
+        session: Some(session),
         warmup: true,
     };
     // One unrecorded round warms the page cache and the daemons.
