@@ -31,10 +31,8 @@ mod workload;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use ovs_appliance::reconcile::Session;
 
 use apply::{Method, Results};
 use report::{fmt_ms, median, Target};
@@ -137,14 +135,7 @@ fn only_one(b: &Bench, only: &str) -> Result<()> {
         ),
     };
     let inst = instance::Instance::start("")?;
-    let session =
-        b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
-    let mut ctx = apply::Ctx {
-        b,
-        inst: &inst,
-        session: Some(session),
-        warmup: false,
-    };
+    let mut ctx = apply::Ctx::open(b, &inst, false)?;
     let mut res = Results::new();
     let shape = Shape::Ports(ports);
     let noop = apply::shape(&mut ctx, shape, &mut res, only == "noop")?;
@@ -159,14 +150,7 @@ fn only_one(b: &Bench, only: &str) -> Result<()> {
 fn on_one_instance(b: &Bench) -> Result<(Results, apply::Noop, drift::Drift)> {
     let inst = instance::Instance::start("")?;
     let vswitchd = inst.vswitchd_pid().context("no ovs-vswitchd pid")?;
-    let session =
-        b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
-    let mut ctx = apply::Ctx {
-        b,
-        inst: &inst,
-        session: Some(session),
-        warmup: true,
-    };
+    let mut ctx = apply::Ctx::open(b, &inst, true)?;
     // One unrecorded round warms the page cache and the daemons.
     apply::shape(&mut ctx, Shape::Ports(10), &mut Results::new(), false)?;
     ctx.warmup = false;

@@ -73,7 +73,19 @@ pub struct Ctx<'a> {
     pub warmup: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A session on `inst`'s database, opened as the appliance opens its own.
+    pub fn open(b: &'a Bench, inst: &'a Instance, warmup: bool) -> Result<Ctx<'a>> {
+        let session =
+            b.rt.block_on(Session::open(&inst.db_sock(), Duration::from_secs(30)))?;
+        Ok(Ctx {
+            b,
+            inst,
+            session: Some(session),
+            warmup,
+        })
+    }
+
     fn delete(&self, shape: Shape) -> Result<()> {
         // ovs-vsctl waits until ovs-vswitchd has applied the deletion.
         let mut cmd = self.inst.vsctl_command(&shape.vsctl_delete());
