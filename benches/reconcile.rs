@@ -118,30 +118,29 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `BENCH_ONLY=noop|apply-10|apply-100|apply-1000|cold`: one measure alone, for working on it
-/// (no targets table).
+/// `BENCH_ONLY=noop|apply-10|apply-100|apply-1000|apply-bridges|cold`: one measure alone, for
+/// working on it (no targets table).
 fn only_one(b: &Bench, only: &str) -> Result<()> {
-    let ports = match only {
+    let shape = match only {
         "cold" => {
             report::cold(&cold::run(b)?);
             return Ok(());
         }
-        "noop" => 1000,
-        "apply-10" => 10,
-        "apply-100" => 100,
-        "apply-1000" => 1000,
+        "noop" | "apply-1000" => Shape::Ports(1000),
+        "apply-10" => Shape::Ports(10),
+        "apply-100" => Shape::Ports(100),
+        "apply-bridges" => Shape::Bridges(100),
         other => anyhow::bail!(
-            "BENCH_ONLY={other}: expected noop, apply-10, apply-100, apply-1000 or cold"
+            "BENCH_ONLY={other}: expected noop, apply-10, apply-100, apply-1000, apply-bridges or cold"
         ),
     };
     let inst = instance::Instance::start("")?;
     let mut ctx = apply::Ctx::open(b, &inst, false)?;
     let mut res = Results::new();
-    let shape = Shape::Ports(ports);
     let noop = apply::shape(&mut ctx, shape, &mut res, only == "noop")?;
     report::apply(&res, &[shape]);
     if let Some(noop) = noop {
-        report::noop(&noop, ports);
+        report::noop(&noop, 1000);
     }
     Ok(())
 }
