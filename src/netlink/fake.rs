@@ -101,6 +101,18 @@ fn device_of<'a>(state: &'a mut State, name: &str) -> Result<&'a mut Device, Err
         })
 }
 
+/// A device's addresses as [`Netlink::addresses`] lists them: sorted, IPv6 link-local left out.
+fn listed(dev: &Device) -> Vec<IpCidr> {
+    let mut list: Vec<IpCidr> = dev
+        .addresses
+        .iter()
+        .filter(|a| !a.is_link_local())
+        .cloned()
+        .collect();
+    list.sort();
+    list
+}
+
 /// Adds as the kernel does: an IPv6 address has one prefix length per device, while IPv4 may
 /// hold the same address under two prefix lengths.
 fn add_to(dev: &mut Device, device: &str, addr: &IpCidr) -> Result<(), Error> {
@@ -124,15 +136,7 @@ fn add_to(dev: &mut Device, device: &str, addr: &IpCidr) -> Result<(), Error> {
 
 impl Netlink for FakeNetlink {
     async fn addresses(&self, device: &str) -> Result<Vec<IpCidr>, Error> {
-        let mut state = self.lock();
-        let mut list: Vec<IpCidr> = device_of(&mut state, device)?
-            .addresses
-            .iter()
-            .filter(|a| !a.is_link_local())
-            .cloned()
-            .collect();
-        list.sort();
-        Ok(list)
+        Ok(listed(device_of(&mut self.lock(), device)?))
     }
 
     async fn add_address(&self, device: &str, addr: &IpCidr) -> Result<(), Error> {
@@ -172,14 +176,7 @@ impl Netlink for FakeNetlink {
             .devices
             .iter()
             .map(|(name, dev)| {
-                let mut addresses: Vec<IpCidr> = dev
-                    .addresses
-                    .iter()
-                    .filter(|a| !a.is_link_local())
-                    .cloned()
-                    .collect();
-                addresses.sort();
-                let up = dev.up;
+                let (up, addresses) = (dev.up, listed(dev));
                 (name.clone(), DeviceState { up, addresses })
             })
             .collect())

@@ -101,14 +101,7 @@ impl Netlink for Rtnetlink {
                 device: device.to_string(),
                 source: to_io(e),
             })?;
-        let mut list: Vec<IpCidr> = messages
-            .iter()
-            .filter_map(cidr_of)
-            .filter(|c| !c.is_link_local())
-            .collect();
-        list.sort();
-        list.dedup();
-        Ok(list)
+        Ok(listed(messages.iter().filter_map(cidr_of).collect()))
     }
 
     async fn add_address(&self, device: &str, addr: &IpCidr) -> Result<(), Error> {
@@ -203,7 +196,7 @@ impl Netlink for Rtnetlink {
             .map_err(failed)?;
         let mut by_index: HashMap<u32, Vec<IpCidr>> = HashMap::new();
         for message in &addresses {
-            if let Some(cidr) = cidr_of(message).filter(|c| !c.is_link_local()) {
+            if let Some(cidr) = cidr_of(message) {
                 by_index.entry(message.header.index).or_default().push(cidr);
             }
         }
@@ -214,9 +207,7 @@ impl Netlink for Rtnetlink {
                     LinkAttribute::IfName(name) => Some(name.clone()),
                     _ => None,
                 })?;
-                let mut addresses = by_index.remove(&link.header.index).unwrap_or_default();
-                addresses.sort();
-                addresses.dedup();
+                let addresses = listed(by_index.remove(&link.header.index).unwrap_or_default());
                 let up = link.header.flags.contains(LinkFlags::Up);
                 Some((name, DeviceState { up, addresses }))
             })
@@ -255,6 +246,15 @@ fn address_message(index: u32, addr: &IpCidr) -> AddressMessage {
             .address(a, addr.prefix)
             .build(),
     }
+}
+
+/// Addresses as [`Netlink::addresses`] lists them: sorted, once each, IPv6 link-local left out
+/// (the kernel adds those by itself).
+fn listed(mut list: Vec<IpCidr>) -> Vec<IpCidr> {
+    list.retain(|c| !c.is_link_local());
+    list.sort();
+    list.dedup();
+    list
 }
 
 /// The interface address of one RTM_NEWADDR. For IPv4, IFA_LOCAL is the device's own address

@@ -44,8 +44,8 @@ fn column_touches(table: &str, column: &str) -> Touched {
 }
 
 /// What `updates` change: any insert or delete is managed; a modified row counts by its most
-/// telling column. `cache` is the state before the update (an update of
-/// the older monitor protocol carries whole rows, so it is compared).
+/// telling column. `cache` is the state before the update (an update of the older monitor
+/// protocol carries whole rows, so it is compared).
 pub fn touched(cache: &Cache, updates: &TableUpdates) -> Touched {
     let mut most = Touched::Nothing;
     for (table, rows) in updates {

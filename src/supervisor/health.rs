@@ -89,6 +89,7 @@ impl Busy {
         let why = match result {
             Ok(()) => {
                 self.since = None;
+                self.paused = false;
                 return Ok(None);
             }
             Err(why) => why,
