@@ -469,3 +469,78 @@ fn plan_and_apply_show_and_send_what_run_would() {
     let again = String::from_utf8_lossy(&app.oneshot(&[], "plan").stdout).into_owned();
     assert!(again.contains("no changes"), "{again}");
 }
+
+/// Issue: a guard on a column at its default (a map ovsdb-server sent no value for) was encoded
+/// as an empty *set*, ovsdb-server refused the `wait`, and no transaction went through again.
+/// Every column type the plan guards goes from empty to set, for rows the running appliance
+/// inserted itself (SIGHUP) and for rows that arrive in the first snapshot (restart).
+#[test]
+fn columns_at_their_default_can_be_set_later_whatever_their_type() {
+    let plain = |bridge: &str, port: &str| {
+        format!("[[bridges]]\nname = \"{bridge}\"\n  [[bridges.ports]]\n  name = \"{port}\"\n  type = \"internal\"\n")
+    };
+    // map (other_config), optional (fail_mode, tag, mtu_request), set (protocols, trunks)
+    let full = |bridge: &str, port: &str, trunk: &str| {
+        format!(
+            "[[bridges]]\nname = \"{bridge}\"\nfail_mode = \"secure\"\nprotocols = [\"OpenFlow13\"]\n\
+             other_config = {{ disable-in-band = \"true\" }}\n\
+             \x20 [[bridges.ports]]\n  name = \"{port}\"\n  type = \"internal\"\n  mtu = 1400\n  vlan = {{ mode = \"access\", tag = 10 }}\n\
+             \x20 [[bridges.ports]]\n  name = \"{trunk}\"\n  type = \"internal\"\n  vlan = {{ mode = \"trunk\", trunks = [20, 30] }}\n"
+        )
+    };
+    let check = |app: &Appliance, bridge: &str, port: &str, trunk: &str| {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{bridge}'s columns set"),
+            || {
+                let get = |t: &str, r: &str, c: &str| {
+                    app.vsctl_stdout(&["get", t, r, c]).trim().to_string()
+                };
+                let got = [
+                    get("Bridge", bridge, "other_config:disable-in-band"),
+                    get("Bridge", bridge, "fail_mode"),
+                    get("Bridge", bridge, "protocols"),
+                    get("Port", port, "tag"),
+                    get("Interface", port, "mtu_request"),
+                    get("Port", trunk, "trunks"),
+                ];
+                (got == [
+                    "\"true\"",
+                    "secure",
+                    "[OpenFlow13]",
+                    "10",
+                    "1400",
+                    "[20, 30]",
+                ])
+                .then_some(())
+            },
+        )
+    };
+    let Some(mut app) = appliance(&(plain("br0", "p1") + &plain("br1", "q1"))) else {
+        return;
+    };
+    app.start_ready();
+    wait_ports(&app, "br0", &["p1"]);
+    wait_ports(&app, "br1", &["q1"]);
+    // br0 and p1 were inserted by this appliance after its first snapshot: SIGHUP sets them.
+    app.write_config(&format!(
+        "{NETDEV}{}{}",
+        full("br0", "p1", "p2"),
+        plain("br1", "q1")
+    ));
+    app.signal(Signal::SIGHUP);
+    check(&app, "br0", "p1", "p2");
+    app.signal(Signal::SIGTERM);
+    assert!(app.wait_exit(Duration::from_secs(20)).success());
+    // br1 and q1 now arrive in the first snapshot with those columns at their defaults.
+    app.write_config(&format!(
+        "{NETDEV}{}{}",
+        full("br0", "p1", "p2"),
+        full("br1", "q1", "q2")
+    ));
+    app.start_ready();
+    check(&app, "br1", "q1", "q2");
+    let log = app.log();
+    assert!(!log.contains("reconcile pass failed"), "{log}");
+    assert!(!log.contains("syntax error"), "{log}");
+}

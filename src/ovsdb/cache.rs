@@ -130,7 +130,7 @@ impl Cache {
                 for (c, d) in diff {
                     let (d, ty) = coerce(c, d)?;
                     row.entry(c.clone())
-                        .or_insert_with(Datum::empty)
+                        .or_insert_with(|| ty.default_datum())
                         .apply_diff(&d, ty);
                 }
             }
@@ -248,6 +248,32 @@ mod tests {
         assert!(apply(&mut c, json!({"Bridge": {U: {"modify": {"name": "x"}}}})).is_err());
         assert!(apply(&mut c, json!({"Nope": {U: {"insert": {}}}})).is_err());
         assert!(apply(&mut c, json!({"Bridge": {U: {"insert": {"nope": 1}}}})).is_err());
+    }
+
+    /// ovsdb-server leaves a column at its default out of "initial" and "insert": the cache
+    /// fills it in typed by the schema, so a `wait` sent back with it is well-formed (an empty
+    /// map column encoded as `["set", []]` was rejected, and every later transaction with it).
+    #[test]
+    fn absent_columns_are_filled_with_their_typed_default() {
+        let mut c = cache();
+        for (kind, u) in [("initial", P1), ("insert", P2)] {
+            apply(&mut c, json!({"Bridge": {u: {kind: {"name": "b"}}}})).unwrap();
+            let row = c.row("Bridge", &Uuid::parse(u).unwrap()).unwrap();
+            assert_eq!(row["external_ids"].to_json(), json!(["map", []]), "{kind}");
+            assert_eq!(row["ports"].to_json(), json!(["set", []]), "{kind}");
+            assert_eq!(row["weight"].to_json(), json!(0.0), "{kind}");
+        }
+        // A later key arrives as a diff on the typed empty map.
+        apply(
+            &mut c,
+            json!({"Bridge": {P1: {"modify": {"external_ids": ["map", [["k", "v"]]]}}}}),
+        )
+        .unwrap();
+        let row = c.row("Bridge", &Uuid::parse(P1).unwrap()).unwrap();
+        assert_eq!(
+            row["external_ids"].map_get("k").and_then(Atom::as_str),
+            Some("v")
+        );
     }
 }
 

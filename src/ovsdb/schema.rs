@@ -117,7 +117,12 @@ impl ColumnType {
 
     /// The column's default value (RFC 7047 section 5.2.1: what insert fills in), which update2
     /// leaves out of "initial" and "insert" rows.
+    /// A map column's default is the empty *map*: sent back as a `wait`'s expected value, an
+    /// empty set is a syntax error for a map column, which wedged every later transaction.
     pub fn default_datum(&self) -> Datum {
+        if self.is_map() {
+            return Datum::Map(Vec::new());
+        }
         if self.min == 0 {
             return Datum::empty();
         }
