@@ -65,32 +65,61 @@ pub async fn open_vswitch_row(
         db_dir,
         external_ids.get("system-id").and_then(Value::as_str),
     )?;
-    external_ids.insert("system-id".into(), system_id.clone().into());
-    external_ids.insert("hostname".into(), stamp.hostname.clone().into());
-    external_ids.insert("rundir".into(), stamp.rundir.display().to_string().into());
+    // Keys are set one by one with mutations, never the whole column: OVN (ovn-*), and anyone
+    // else, keep the keys they wrote, even one written between our read and our write.
+    let mut ours: Map<String, Value> = Map::new();
+    ours.insert("system-id".into(), system_id.clone().into());
+    ours.insert("rundir".into(), stamp.rundir.display().to_string().into());
     for (k, v) in &stamp.external_ids {
-        external_ids.insert(k.clone(), v.clone().into());
+        ours.insert(k.clone(), v.clone().into());
     }
-    let mut other_config = row
-        .as_ref()
-        .map(|r| decode_map(&r["other_config"]))
-        .unwrap_or_default();
-    for (k, v) in &stamp.other_config {
-        other_config.insert(k.clone(), v.clone().into());
+    // The hostname only when absent, as ovs-ctl does: an OVN chassis, and anything that matches
+    // hosts by it, broke when it was overwritten at every ovsdb-server start.
+    let hostname_set = external_ids
+        .get("hostname")
+        .and_then(Value::as_str)
+        .is_some_and(|h| !h.is_empty());
+    let mut hostname = Map::new();
+    if !hostname_set {
+        hostname.insert("hostname".into(), stamp.hostname.clone().into());
     }
-    let values = json!({
-        "external_ids": encode_map(&external_ids),
-        "other_config": encode_map(&other_config),
-        "ovs_version": stamp.ovs_version,
-        "db_version": stamp.db_version,
-    });
+    let other: Map<String, Value> = stamp
+        .other_config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let keys = |m: &Map<String, Value>| json!(["set", m.keys().collect::<Vec<_>>()]);
     let op = match row.as_ref().and_then(|r| r["_uuid"].as_array()) {
-        Some(uuid) => json!({"op": "update", "table": "Open_vSwitch",
-                             "where": [["_uuid", "==", uuid]], "row": values}),
-        None => json!({"op": "insert", "table": "Open_vSwitch", "row": values}),
+        Some(uuid) => {
+            let mut insert = ours.clone();
+            insert.extend(hostname);
+            json!([
+                {"op": "update", "table": "Open_vSwitch", "where": [["_uuid", "==", uuid]],
+                 "row": {"ovs_version": stamp.ovs_version, "db_version": stamp.db_version}},
+                {"op": "mutate", "table": "Open_vSwitch", "where": [["_uuid", "==", uuid]],
+                 "mutations": [
+                    ["external_ids", "delete", keys(&ours)],
+                    ["external_ids", "insert", encode_map(&insert)],
+                    ["other_config", "delete", keys(&other)],
+                    ["other_config", "insert", encode_map(&other)]]}
+            ])
+        }
+        None => {
+            external_ids.extend(ours);
+            external_ids.extend(hostname);
+            json!([{"op": "insert", "table": "Open_vSwitch", "row": {
+                "external_ids": encode_map(&external_ids),
+                "other_config": encode_map(&other),
+                "ovs_version": stamp.ovs_version,
+                "db_version": stamp.db_version,
+            }}])
+        }
+    };
+    let Value::Array(op) = op else {
+        unreachable!("built as an array")
     };
     client
-        .transact_raw("Open_vSwitch", vec![op])
+        .transact_raw("Open_vSwitch", op)
         .await
         .map_err(Error::Write)?;
     Ok(system_id)
@@ -120,11 +149,23 @@ fn encode_map(map: &Map<String, Value>) -> Value {
 
 fn system_id(db_dir: &Path, in_db: Option<&str>) -> Result<String, Error> {
     let path = db_dir.join("system-id.conf");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let on_disk = match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => return Err(Error::ReadSystemId { path, source }),
+    };
+    // The id in the database is the one the host is known by (an OVN chassis's name, set by
+    // whoever set up the chassis): it is never replaced. The file restores it when the
+    // database is lost, and follows it otherwise.
+    if let (Some(disk), None | Some("")) = (&on_disk, in_db) {
+        return Ok(disk.clone());
+    }
+    if let (Some(disk), Some(db)) = (&on_disk, in_db) {
+        if disk == db {
+            return Ok(disk.clone());
+        }
+        tracing::info!(database = db, file = %disk, "system-id in the database differs from system-id.conf: the database's is kept and written to the file");
     }
     let id = match in_db {
         Some(id) if !id.is_empty() => id.to_string(),
