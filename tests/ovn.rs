@@ -444,3 +444,48 @@ fn an_ovn_chassis_on_the_appliance_keeps_forwarding_and_its_identity() {
     h1.ping(&phys.addr);
     assert_unchanged(&app, &before, "an appliance restart");
 }
+
+/// Item 7 of issue 12: with a custom run_dir, `status` prints the line that makes OVS's tools
+/// find the appliance, and that line works.
+#[test]
+fn status_prints_the_environment_for_a_custom_run_dir_and_it_works() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new("datapath = \"netdev\"\n");
+    app.start_ready();
+    let out = app.oneshot(&[], "status");
+    assert!(out.status.success(), "status: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = format!(
+        "export OVS_RUNDIR={} OVS_DBDIR={}",
+        app.run_dir().display(),
+        app.db_dir().display()
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("export "))
+        .unwrap_or_else(|| panic!("no export line in status:\n{text}"));
+    assert_eq!(line, expected);
+    // Paste the line into a shell, as a user would: ovs-appctl then reaches vswitchd.
+    let script = format!("{line}; ovs-appctl --timeout=5 version");
+    let out = run(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env_remove("OVS_RUNDIR"),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{script}: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ovs-vswitchd"));
+    // Without it the same tool looks in its built-in directory, not the appliance's.
+    let out = run(
+        Command::new("ovs-appctl")
+            .args(["--timeout=2", "version"])
+            .env("OVS_RUNDIR", app.dir.path().join("nowhere")),
+        Duration::from_secs(10),
+    );
+    assert!(
+        !out.status.success(),
+        "a wrong OVS_RUNDIR must not reach vswitchd"
+    );
+}
