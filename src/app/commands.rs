@@ -109,6 +109,10 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
 /// `status`: daemons, bridges and ports (owned or not), drift, interface errors.
 pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
+    // Always printed, first, and even when the database is down: ovs-vsctl, ovs-ofctl,
+    // ovs-appctl and ovn-controller only find the sockets through these variables when run_dir
+    // is not their built-in default, and a line that is always there is one a user can rely on.
+    println!("{}", env_line(&config.ovs.run_dir, &config.ovs.db_dir));
     for daemon in ["ovsdb-server", "ovs-vswitchd"] {
         let pidfile = config.ovs.run_dir.join(format!("{daemon}.pid"));
         let pid = std::fs::read_to_string(&pidfile)
@@ -153,4 +157,43 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         }
         Ok(())
     })
+}
+
+/// The shell line that points OVS's own tools at this appliance's sockets and database.
+pub fn env_line(run_dir: &Path, db_dir: &Path) -> String {
+    format!(
+        "export OVS_RUNDIR={} OVS_DBDIR={}",
+        shell_quote(&run_dir.display().to_string()),
+        shell_quote(&db_dir.display().to_string())
+    )
+}
+
+/// Quotes for a POSIX shell only when the text needs it, so the common line stays readable.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_line_quotes_only_what_the_shell_would_split() {
+        assert_eq!(
+            env_line(Path::new("/run/ovs"), Path::new("/etc/openvswitch")),
+            "export OVS_RUNDIR=/run/ovs OVS_DBDIR=/etc/openvswitch"
+        );
+        assert_eq!(
+            env_line(Path::new("/tmp/a b"), Path::new("/tmp/it's")),
+            "export OVS_RUNDIR='/tmp/a b' OVS_DBDIR='/tmp/it'\\''s'"
+        );
+    }
 }
