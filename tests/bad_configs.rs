@@ -127,3 +127,27 @@ fn run_refuses_each_before_creating_anything() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn validate_refuses_a_fifo_and_a_device_at_once() {
+    let tmp = std::env::temp_dir().join(format!("bad-config-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let fifo = tmp.join("config.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (path, what) in [
+        (fifo.as_path(), "a FIFO"),
+        (Path::new("/dev/zero"), "a character device"),
+    ] {
+        let start = Instant::now();
+        let out = run(
+            &["validate", "--config", path.to_str().unwrap()],
+            &tmp,
+            Duration::from_secs(10),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{stderr}");
+        assert!(stderr.contains(what), "{stderr}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
