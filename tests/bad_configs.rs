@@ -151,3 +151,31 @@ fn validate_refuses_a_fifo_and_a_device_at_once() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// Not a bad config, but the same promise: with no db.sock at the run_dir, `plan`, `status`
+/// and `apply` say at once that nothing listens there (exit 69), not after a 5 s timeout.
+#[test]
+fn one_shot_commands_without_a_db_socket_fail_at_once() {
+    let tmp = std::env::temp_dir().join(format!("no-db-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = tmp.join("config.toml");
+    std::fs::write(&config, format!("[ovs]\nrun_dir = \"{}\"\n", tmp.display())).unwrap();
+    for cmd in ["plan", "status", "apply"] {
+        let start = Instant::now();
+        let out = run(
+            &[cmd, "--config", config.to_str().unwrap()],
+            &tmp,
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(69), "{cmd}: {stderr}");
+        assert!(stderr.contains("nothing listens on"), "{cmd}: {stderr}");
+        assert!(stderr.contains("[ovs].run_dir"), "{cmd}: {stderr}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{cmd} took {:?}",
+            start.elapsed()
+        );
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
