@@ -41,7 +41,18 @@ fn datapath(config: &Config, observed: &Observed, kernel: &KernelPaths) -> Datap
 }
 
 async fn open(config: &Config) -> Result<Session, Error> {
-    Ok(Session::open(&config.ovs.run_dir.join("db.sock"), CONNECT_TIMEOUT).await?)
+    let socket = config.ovs.run_dir.join("db.sock");
+    // A missing socket, or one nobody accepts on, is known at once: say so rather than wait
+    // CONNECT_TIMEOUT and blame a socket that "did not answer".
+    if let Err(reason) = std::os::unix::net::UnixStream::connect(&socket) {
+        if matches!(
+            reason.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ) {
+            return Err(Error::NothingListens { socket, reason });
+        }
+    }
+    Ok(Session::open(&socket, CONNECT_TIMEOUT).await?)
 }
 
 /// `plan`: what `run` would send now, as text or JSON.

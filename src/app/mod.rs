@@ -34,6 +34,11 @@ pub enum Error {
     Usage(String),
     #[error("unhealthy: {0}")]
     Unhealthy(String),
+    #[error("nothing listens on {socket}: {reason}. Start `ovs-appliance run` with this config, or set [ovs].run_dir to the run_dir of the running appliance")]
+    NothingListens {
+        socket: PathBuf,
+        reason: std::io::Error,
+    },
 }
 
 impl Error {
@@ -49,6 +54,7 @@ impl Error {
             Self::Reconcile(_) => 70,
             Self::Usage(_) => 64,
             Self::Unhealthy(_) => 1,
+            Self::NothingListens { .. } => 69,
         }
     }
 }

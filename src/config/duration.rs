@@ -49,10 +49,20 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_micros(
-        (value * factor_ms * 1000.0).round() as u64
-    ))
+    let ms = value * factor_ms;
+    // `as u64` saturates: "999999999999999999999m" would become ~584,000 years, which quietly
+    // turns a health check off. No field of this config means anything past a day.
+    if ms > MAX.as_millis() as f64 {
+        return Err(format!(
+            "`{text}` is longer than the maximum of {}h",
+            MAX.as_secs() / 3600
+        ));
+    }
+    Ok(Duration::from_micros((ms * 1000.0).round() as u64))
 }
+
+/// The longest duration any field accepts.
+pub const MAX: Duration = Duration::from_secs(24 * 3600);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -73,6 +83,15 @@ mod tests {
         assert_eq!(parse("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn refuses_what_would_overflow_or_exceed_a_day() {
+        assert!(parse("999999999999999999999m")
+            .unwrap_err()
+            .contains("maximum"));
+        assert!(parse("1441m").unwrap_err().contains("maximum"));
+        assert_eq!(parse("1440m").unwrap(), MAX);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod bridges;
 mod duration;
+mod read;
 mod validate;
 mod validate_bridges;
 
@@ -25,6 +26,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("config file {path} is not a regular file ({kind}): give the path of a file")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("config file {path} is larger than {max} bytes: is it the right file?")]
+    TooLarge { path: PathBuf, max: u64 },
     #[error("failed to parse config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} is invalid:\n{}", render(.errors))]
@@ -239,12 +244,22 @@ impl Config {
     /// Without it, the default path is read when present, else the embedded default is used.
     pub fn load(explicit: Option<&Path>) -> Result<Self, Error> {
         let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
-        match std::fs::read_to_string(path) {
+        match read::bounded(path) {
             Ok(text) => Self::from_toml(&text, path),
-            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(read::Error::Io(e))
+                if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound =>
+            {
                 Ok(Self::default())
             }
-            Err(source) => Err(Error::Read {
+            Err(read::Error::NotRegular(kind)) => Err(Error::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            }),
+            Err(read::Error::TooLarge) => Err(Error::TooLarge {
+                path: path.to_path_buf(),
+                max: read::MAX_BYTES,
+            }),
+            Err(read::Error::Io(source)) => Err(Error::Read {
                 path: path.to_path_buf(),
                 source,
             }),

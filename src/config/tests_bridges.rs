@@ -85,11 +85,35 @@ fn each_bad_value_is_named_by_path() {
         ),
         (
             &one_port("name = \"a/b\""),
-            "bridges[0].ports[0].name: \"a/b\" contains '/'",
+            "bridges[0].ports[0].name: \"a/b\" contains '/', ':'",
         ),
         (
             &one_port("name = \"a b\""),
             "bridges[0].ports[0].name: \"a b\" contains",
+        ),
+        (
+            &one_port("name = \"a:b\""),
+            "bridges[0].ports[0].name: \"a:b\" contains",
+        ),
+        (
+            &one_port("name = \"a\\u0000b\""),
+            "bridges[0].ports[0].name: \"a\\0b\" contains",
+        ),
+        (
+            &one_port("name = \"..\""),
+            "bridges[0].ports[0].name: \"..\" is not a device name",
+        ),
+        (
+            &one_port("name = \"p\"\nvlan = { mode = \"access\", tag = 4095 }"),
+            "bridges[0].ports[0].vlan.tag: VLAN 4095 is outside 0..=4094",
+        ),
+        (
+            &one_port("name = \"p\"\ntype = \"patch\"\npeer = \"p\""),
+            "bridges[0].ports[0].peer: \"p\" names itself",
+        ),
+        (
+            "[[bridges]]\nname = \"b\"\nexternal_ids = { ovs-appliance-owner = \"x\" }",
+            "bridges[0].external_ids.ovs-appliance-owner: is the appliance's own",
         ),
         (
             &one_port("name = \"\""),
@@ -97,7 +121,7 @@ fn each_bad_value_is_named_by_path() {
         ),
         (
             &one_port("name = \"p\"\nvlan = { mode = \"access\", tag = 4096 }"),
-            "bridges[0].ports[0].vlan.tag: VLAN 4096 is outside 0..4095",
+            "bridges[0].ports[0].vlan.tag: VLAN 4096 is outside 0..=4094",
         ),
         (
             &one_port("name = \"p\"\nvlan = { mode = \"trunk\", trunks = [1, 5000] }"),
@@ -236,4 +260,12 @@ fn every_error_is_reported_at_once() {
     assert!(msg.contains("bridges[0].name"), "{msg}");
     assert!(msg.contains("options.remote_ip"), "{msg}");
     assert!(msg.contains("vlan.tag"), "{msg}");
+}
+
+#[test]
+fn the_refused_key_is_the_mark_reconcile_writes() {
+    assert_eq!(
+        super::validate_bridges::OWNER_KEY,
+        crate::reconcile::OWNER_KEY
+    );
 }

@@ -63,15 +63,33 @@ fn name(name: &str, path: &str, errors: &mut Errors) {
             format!("\"{name}\" is longer than {MAX_NAME} bytes (IFNAMSIZ)"),
         );
     }
-    if name.contains('/') || name.chars().any(char::is_whitespace) {
+    // Linux's dev_valid_name (net/core/dev.c) refuses ".", "..", '/', ':' and white space;
+    // a NUL would cut the name short in the kernel's C string and OVS's.
+    if name == "." || name == ".." {
         errors.push(
             path,
-            format!("\"{name}\" contains '/' or white space, which device names cannot"),
+            format!("\"{name}\" is not a device name the kernel accepts"),
+        );
+    }
+    if name.contains(['/', ':', '\0']) || name.chars().any(char::is_whitespace) {
+        errors.push(
+            path,
+            format!("{name:?} contains '/', ':', NUL or white space, which device names cannot"),
         );
     }
 }
 
+/// The mark reconcile writes on every row it owns (`reconcile::model::OWNER_KEY`): a config
+/// that sets it would be silently overridden, so it is refused.
+pub(super) const OWNER_KEY: &str = "ovs-appliance-owner";
+
 fn bridge_fields(bridge: &Bridge, path: &str, errors: &mut Errors) {
+    if bridge.external_ids.contains_key(OWNER_KEY) {
+        errors.push(
+            format!("{path}.external_ids.{OWNER_KEY}"),
+            "is the appliance's own ownership mark and cannot be set in the config",
+        );
+    }
     for (i, proto) in bridge.protocols.iter().enumerate() {
         if !PROTOCOLS.contains(&proto.as_str()) {
             errors.push(
@@ -190,8 +208,9 @@ fn port_fields(port: &Port, path: &str, errors: &mut Errors) {
 
 fn vlan(vlan: Option<&Vlan>, path: &str, errors: &mut Errors) {
     let check = |errors: &mut Errors, field: String, id: u32| {
-        if id > 4095 {
-            errors.push(field, format!("VLAN {id} is outside 0..4095"));
+        // 4095 is reserved by 802.1Q; OVS's schema admits it, the wire does not.
+        if id > 4094 {
+            errors.push(field, format!("VLAN {id} is outside 0..=4094"));
         }
     };
     match vlan {
@@ -219,6 +238,13 @@ fn patch_pairs(bridges: &[Bridge], errors: &mut Errors) {
     let mut reported = BTreeSet::new();
     for (name, (path, peer)) in &patches {
         let Some(peer) = peer else { continue };
+        if peer == name {
+            errors.push(
+                path.clone(),
+                format!("\"{name}\" names itself as its peer: a patch port needs another"),
+            );
+            continue;
+        }
         match patches.get(peer) {
             None => errors.push(
                 path.clone(),

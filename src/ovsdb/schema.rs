@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn decodes_vswitch_schema() {
         let Some(s) = vswitch() else {
-            eprintln!("skipped: vswitch.ovsschema not installed");
+            crate::test_skip::can_run(&["vswitch.ovsschema not installed".to_string()]);
             return;
         };
         assert_eq!(s.name, "Open_vSwitch");

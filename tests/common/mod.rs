@@ -8,6 +8,8 @@
 pub mod http;
 pub mod net;
 pub mod scrape;
+#[path = "../skip/mod.rs"]
+pub mod skip;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,8 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ovs-appliance");
 
-/// True when the test can run; otherwise prints `skipped: why` and returns false. Under
-/// OVS_APPLIANCE_REQUIRE_ALL=1 (CI), where nothing may be skipped, it panics instead.
+/// True when the test can run; otherwise a skip by the one rule of `tests/skip/mod.rs`
+/// (a failure under OVS_APPLIANCE_REQUIRE_ALL=1).
 pub fn require_real_ovs() -> bool {
     require_real_ovs_and(&[])
 }
@@ -68,15 +70,7 @@ pub fn require_programs(bins: &[&str]) -> bool {
 }
 
 fn can_run(missing: Vec<String>) -> bool {
-    if missing.is_empty() {
-        return true;
-    }
-    let why = missing.join(", ");
-    if std::env::var("OVS_APPLIANCE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("OVS_APPLIANCE_REQUIRE_ALL=1 but this test cannot run: {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
+    skip::can_run(&missing)
 }
 
 fn on_path(bin: &str) -> bool {
