@@ -494,7 +494,9 @@ fn columns_at_their_default_can_be_set_later_whatever_their_type() {
             &format!("{bridge}'s columns set"),
             || {
                 let get = |t: &str, r: &str, c: &str| {
-                    app.vsctl_stdout(&["get", t, r, c]).trim().to_string()
+                    String::from_utf8_lossy(&app.vsctl(&["get", t, r, c]).stdout)
+                        .trim()
+                        .to_string()
                 };
                 let got = [
                     get("Bridge", bridge, "other_config:disable-in-band"),

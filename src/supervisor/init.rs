@@ -206,13 +206,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = system_id(dir.path(), None).unwrap();
         assert_eq!(first.len(), 36);
-        assert_eq!(
-            system_id(dir.path(), Some("other")).unwrap(),
-            first,
-            "the file wins"
-        );
+        // A lost database gets its id back from the file.
+        assert_eq!(system_id(dir.path(), None).unwrap(), first);
+        assert_eq!(system_id(dir.path(), Some("")).unwrap(), first);
         let file = std::fs::read_to_string(dir.path().join("system-id.conf")).unwrap();
         assert_eq!(file.trim(), first);
+    }
+
+    #[test]
+    fn the_database_id_wins_and_the_file_follows_it() {
+        // Whoever set up an OVN chassis set its name in the database: it is never replaced.
+        let dir = tempfile::tempdir().unwrap();
+        system_id(dir.path(), None).unwrap();
+        assert_eq!(
+            system_id(dir.path(), Some("chassis-a")).unwrap(),
+            "chassis-a"
+        );
+        let file = std::fs::read_to_string(dir.path().join("system-id.conf")).unwrap();
+        assert_eq!(file.trim(), "chassis-a");
     }
 
     #[test]
