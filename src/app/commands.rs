@@ -156,6 +156,9 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         let plan = reconcile::plan(&desired, &observed);
         if plan.is_empty() {
             println!("drift: none");
+            for conflict in &plan.conflicts {
+                println!("! {conflict}");
+            }
         } else {
             println!("drift: {} change(s) pending", plan.changes.len());
             print_plan(&plan);

@@ -131,6 +131,10 @@ pub struct OvsConfig {
     /// ovs-vswitchd starts (it reads it only then). Without it TCP through a netdev bridge over
     /// veth fails unless every peer turns off tx offload.
     pub userspace_tso: bool,
+    /// A key of `external_ids`, `other_config` or `options` that the config names on an owned
+    /// row, but that another tool already set to another value, is a conflict left alone
+    /// (reported by `plan`, `status` and the log). `true` lets the config overwrite it.
+    pub force_keys: bool,
 }
 
 impl Default for OvsConfig {
@@ -145,6 +149,7 @@ impl Default for OvsConfig {
             schema: PathBuf::from("/usr/share/openvswitch/vswitch.ovsschema"),
             instance: "default".into(),
             userspace_tso: true,
+            force_keys: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod addresses;
 mod apply;
+mod keys;
 mod model;
 mod plan;
 mod session;
@@ -18,6 +19,7 @@ mod watch;
 
 pub use addresses::{Addresses, NoHooks};
 pub use apply::{reconcile_once, Applied};
+pub use keys::{MapEdit, KEYS_KEY};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
 pub use session::{Event, Session};

@@ -1,6 +1,7 @@
 //! The two sides of a reconcile, in OVSDB terms: `Desired` (the config, as the rows it implies)
 //! and `Observed` (the rows the monitor cache holds). Both are plain data; nothing here does I/O.
 
+use super::keys::record_all;
 use crate::config::{self, Config, PortType, Vlan};
 use crate::ovsdb::{Atom, Cache, Datum, Row, Uuid};
 use crate::preflight::Datapath;
@@ -55,6 +56,9 @@ pub struct DesiredPort {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Desired {
     pub owner: String,
+    /// `[ovs] force_keys`: a map key another tool set is overwritten when the config names it
+    /// (otherwise it is a conflict, left alone).
+    pub force_keys: bool,
     pub bridges: BTreeMap<String, DesiredBridge>,
 }
 
@@ -81,7 +85,11 @@ impl Desired {
             .iter()
             .map(|b| (b.name.clone(), bridge(b, datapath, &owner)))
             .collect();
-        Desired { owner, bridges }
+        Desired {
+            owner,
+            force_keys: config.ovs.force_keys,
+            bridges,
+        }
     }
 
     /// Every port name the config wants, with its bridge.
@@ -108,6 +116,7 @@ fn bridge(b: &config::Bridge, default: Datapath, owner: &str) -> DesiredBridge {
     row.insert("protocols".into(), Datum::set(protocols));
     row.insert("other_config".into(), string_map(&b.other_config));
     row.insert("external_ids".into(), owned_ids(&b.external_ids, owner));
+    record_all(&mut row);
     let mut ports: BTreeMap<String, DesiredPort> = b
         .ports
         .iter()
@@ -153,6 +162,7 @@ fn port(p: &config::Port, owner: &str) -> DesiredPort {
         optional(p.lacp.map(|l| Atom::from(l.as_ovs()))),
     );
     row.insert("external_ids".into(), owned_ids(&BTreeMap::new(), owner));
+    record_all(&mut row);
     let names: Vec<&str> = if p.is_bond() {
         p.interfaces.iter().map(String::as_str).collect()
     } else {
@@ -184,6 +194,7 @@ fn interface(p: &config::Port, name: &str, owner: &str) -> Row {
     let mtu = p.mtu.map(|m| Atom::from(i64::from(m)));
     row.insert("mtu_request".into(), optional(mtu));
     row.insert("external_ids".into(), owned_ids(&BTreeMap::new(), owner));
+    record_all(&mut row);
     row
 }
 

@@ -4,8 +4,9 @@
 //! Ownership rule: a row without this appliance's owner mark is never changed or deleted. A
 //! configured name that a foreign row already holds is a conflict, reported and left alone.
 
+use super::keys::{self, MapEdit};
 use super::model::{name, owned_by, ref_iter, refs, Desired, DesiredBridge, DesiredPort, Observed};
-use crate::ovsdb::{Row, Uuid};
+use crate::ovsdb::{Datum, Row, Uuid};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -19,18 +20,25 @@ pub enum Change {
         ports: Vec<Uuid>,
         interfaces: Vec<Uuid>,
     },
-    /// `set` holds the changed managed columns; `was` their observed values (the guard).
+    /// `set` holds the changed managed columns but maps; `was` their observed values (the
+    /// guard); `maps` the key edits of map columns (no guard: see `keys`).
     UpdateBridge {
         name: String,
         uuid: Uuid,
         set: Row,
         was: Row,
+        maps: Vec<MapEdit>,
     },
+    /// Controllers are rows of their own, kept in place (columns the config does not name,
+    /// such as `connection_mode`, survive): `add` targets get new rows, `remove` are the
+    /// appliance's rows for targets no longer configured, `adopt` unmarked rows for configured
+    /// targets (made by an older version) that get the owner mark. Others' rows are kept.
     SetControllers {
         bridge: String,
         uuid: Uuid,
-        targets: Vec<String>,
-        was: Row,
+        add: Vec<String>,
+        remove: Vec<(Uuid, String)>,
+        adopt: Vec<Uuid>,
     },
     AddPort {
         bridge: String,
@@ -49,6 +57,7 @@ pub enum Change {
         uuid: Uuid,
         set: Row,
         was: Row,
+        maps: Vec<MapEdit>,
     },
     /// A bond's members changed: insert `add`, drop `remove`, keep `keep`.
     SetInterfaces {
@@ -64,26 +73,48 @@ pub enum Change {
         uuid: Uuid,
         set: Row,
         was: Row,
+        maps: Vec<MapEdit>,
     },
 }
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cols = |row: &Row| row.keys().cloned().collect::<Vec<_>>().join(", ");
+        let cols = |row: &Row, maps: &[MapEdit]| {
+            row.keys()
+                .cloned()
+                .chain(maps.iter().flat_map(MapEdit::keys))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match self {
             Self::AddBridge(b) => write!(f, "add bridge {} with {} port(s)", b.name, b.ports.len()),
             Self::RemoveBridge { name, .. } => write!(f, "remove bridge {name}"),
-            Self::UpdateBridge { name, set, .. } => {
-                write!(f, "update bridge {name}: {}", cols(set))
+            Self::UpdateBridge {
+                name, set, maps, ..
+            } => {
+                write!(f, "update bridge {name}: {}", cols(set, maps))
             }
             Self::SetControllers {
-                bridge, targets, ..
+                bridge,
+                add,
+                remove,
+                adopt,
+                ..
             } => {
-                write!(f, "set controllers of {bridge} to [{}]", targets.join(", "))
+                let mut parts: Vec<String> = add.iter().map(|t| format!("+{t}")).collect();
+                parts.extend(remove.iter().map(|(_, t)| format!("-{t}")));
+                if !adopt.is_empty() {
+                    parts.push(format!("mark {} as owned", adopt.len()));
+                }
+                write!(f, "controllers of {bridge}: {}", parts.join(", "))
             }
             Self::AddPort { bridge, port, .. } => write!(f, "add port {} to {bridge}", port.name),
             Self::RemovePort { bridge, name, .. } => write!(f, "remove port {name} from {bridge}"),
-            Self::UpdatePort { name, set, .. } => write!(f, "update port {name}: {}", cols(set)),
+            Self::UpdatePort {
+                name, set, maps, ..
+            } => {
+                write!(f, "update port {name}: {}", cols(set, maps))
+            }
             Self::SetInterfaces {
                 port, add, remove, ..
             } => write!(
@@ -92,8 +123,10 @@ impl fmt::Display for Change {
                 add.len(),
                 remove.len()
             ),
-            Self::UpdateInterface { name, set, .. } => {
-                write!(f, "update interface {name}: {}", cols(set))
+            Self::UpdateInterface {
+                name, set, maps, ..
+            } => {
+                write!(f, "update interface {name}: {}", cols(set, maps))
             }
         }
     }
@@ -117,6 +150,7 @@ impl Plan {
 struct Index<'a> {
     obs: &'a Observed,
     owner: &'a str,
+    force_keys: bool,
     bridges: HashMap<&'a str, Uuid>,
     ports: HashMap<&'a str, Uuid>,
     port_bridge: HashMap<Uuid, Uuid>,
@@ -124,7 +158,7 @@ struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    fn new(obs: &'a Observed, owner: &'a str) -> Self {
+    fn new(obs: &'a Observed, owner: &'a str, force_keys: bool) -> Self {
         let by_name = |t: &'a super::model::Rows| t.iter().map(|(u, r)| (name(r), *u)).collect();
         let port_bridge = obs
             .bridges
@@ -134,6 +168,7 @@ impl<'a> Index<'a> {
         Index {
             obs,
             owner,
+            force_keys,
             bridges: by_name(&obs.bridges),
             ports: by_name(&obs.ports),
             port_bridge,
@@ -146,15 +181,19 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Which managed columns of `want` differ from `have`: (set, was). Compares in place and clones
-/// only what differs: at a thousand ports the no-op pass is mostly this comparison.
-fn diff(want: &Row, have: &Row) -> Option<(Row, Row)> {
+/// Which managed columns of `want` differ from `have`: (set, was), maps aside (they are edited
+/// key by key, see `edits`). Compares in place and clones only what differs: at a thousand
+/// ports the no-op pass is mostly this comparison.
+fn diff(want: &Row, have: &Row) -> (Row, Row) {
     let empty = crate::ovsdb::Datum::empty();
     let mut set = Row::new();
     let mut was = Row::new();
     // Both rows are sorted by column: walk them side by side instead of looking each column up.
     let mut have = have.iter().peekable();
     for (column, value) in want {
+        if matches!(value, Datum::Map(_)) {
+            continue;
+        }
         while have.next_if(|(c, _)| *c < column).is_some() {}
         let old = have
             .next_if(|(c, _)| *c == column)
@@ -164,11 +203,26 @@ fn diff(want: &Row, have: &Row) -> Option<(Row, Row)> {
             was.insert(column.clone(), old.clone());
         }
     }
-    (!set.is_empty()).then_some((set, was))
+    (set, was)
+}
+
+/// The column and key edits that make owned row `have` match `want`, or None when it does;
+/// keys another tool holds become conflicts in `plan`.
+fn edits(
+    ix: &Index,
+    what: &str,
+    want: &Row,
+    have: &Row,
+    plan: &mut Plan,
+) -> Option<(Row, Row, Vec<MapEdit>)> {
+    let (set, was) = diff(want, have);
+    let keyed = keys::edit(what, want, have, ix.force_keys);
+    plan.conflicts.extend(keyed.conflicts);
+    (!set.is_empty() || !keyed.maps.is_empty()).then_some((set, was, keyed.maps))
 }
 
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
-    let ix = Index::new(observed, &desired.owner);
+    let ix = Index::new(observed, &desired.owner, desired.force_keys);
     let mut plan = Plan::default();
     let mut moved = BTreeSet::new();
     for bridge in desired.bridges.values() {
@@ -199,34 +253,17 @@ fn existing_bridge(
     moved: &mut BTreeSet<Uuid>,
 ) {
     let have = &ix.obs.bridges[&uuid];
-    if let Some((set, was)) = diff(&bridge.row, have) {
+    let what = format!("bridge {}", bridge.name);
+    if let Some((set, was, maps)) = edits(ix, &what, &bridge.row, have, plan) {
         plan.changes.push(Change::UpdateBridge {
             name: bridge.name.clone(),
             uuid,
             set,
             was,
+            maps,
         });
     }
-    let targets: BTreeSet<String> = refs(have, "controller")
-        .iter()
-        .filter_map(|c| ix.obs.controllers.get(c))
-        .filter_map(|r| r.get("target").and_then(|t| t.as_str()).map(str::to_string))
-        .collect();
-    if targets != bridge.controllers {
-        let mut was = Row::new();
-        was.insert(
-            "controller".into(),
-            have.get("controller")
-                .cloned()
-                .unwrap_or_else(crate::ovsdb::Datum::empty),
-        );
-        plan.changes.push(Change::SetControllers {
-            bridge: bridge.name.clone(),
-            uuid,
-            targets: bridge.controllers.iter().cloned().collect(),
-            was,
-        });
-    }
+    controllers(ix, bridge, uuid, plan);
     for port in bridge.ports.values() {
         match ix.ports.get(port.name.as_str()) {
             Some(p) if ix.port_bridge.get(p) == Some(&uuid) && ix.owned(&ix.obs.ports[p]) => {
@@ -242,6 +279,51 @@ fn existing_bridge(
                 }
             }
         }
+    }
+}
+
+/// Controllers of an owned bridge: the configured targets each have a row, the appliance's
+/// rows for other targets go, and rows it did not make stay.
+fn controllers(ix: &Index, bridge: &DesiredBridge, uuid: Uuid, plan: &mut Plan) {
+    let rows: Vec<(Uuid, &Row, &str)> = ref_iter(&ix.obs.bridges[&uuid], "controller")
+        .filter_map(|c| ix.obs.controllers.get(&c).map(|r| (c, &**r)))
+        .map(|(c, r)| (c, r, r.get("target").and_then(Datum::as_str).unwrap_or("")))
+        .collect();
+    let owned_targets: BTreeSet<&str> = rows
+        .iter()
+        .filter(|(_, r, _)| ix.owned(r))
+        .map(|(_, _, t)| *t)
+        .collect();
+    let add: Vec<String> = bridge
+        .controllers
+        .iter()
+        .filter(|t| !rows.iter().any(|(_, _, have)| have == t))
+        .cloned()
+        .collect();
+    let remove: Vec<(Uuid, String)> = rows
+        .iter()
+        .filter(|(_, r, t)| ix.owned(r) && !bridge.controllers.contains(*t))
+        .map(|(c, _, t)| (*c, t.to_string()))
+        .collect();
+    let mut adopted = BTreeSet::new();
+    let adopt: Vec<Uuid> = rows
+        .iter()
+        .filter(|(_, r, t)| {
+            !ix.owned(r)
+                && bridge.controllers.contains(*t)
+                && !owned_targets.contains(t)
+                && adopted.insert(*t)
+        })
+        .map(|(c, _, _)| *c)
+        .collect();
+    if !add.is_empty() || !remove.is_empty() || !adopt.is_empty() {
+        plan.changes.push(Change::SetControllers {
+            bridge: bridge.name.clone(),
+            uuid,
+            add,
+            remove,
+            adopt,
+        });
     }
 }
 
@@ -289,12 +371,14 @@ fn port_is_free(
 
 fn existing_port(ix: &Index, port: &DesiredPort, uuid: Uuid, plan: &mut Plan) {
     let have = &ix.obs.ports[&uuid];
-    if let Some((set, was)) = diff(&port.row, have) {
+    let what = format!("port {}", port.name);
+    if let Some((set, was, maps)) = edits(ix, &what, &port.row, have, plan) {
         plan.changes.push(Change::UpdatePort {
             name: port.name.clone(),
             uuid,
             set,
             was,
+            maps,
         });
     }
     let members: Vec<(&str, Uuid)> = ref_iter(have, "interfaces")
@@ -307,12 +391,15 @@ fn existing_port(ix: &Index, port: &DesiredPort, uuid: Uuid, plan: &mut Plan) {
         match member(iface) {
             Some(i) => {
                 keep.push(*i);
-                if let Some((set, was)) = diff(want, &ix.obs.interfaces[i]) {
+                let what = format!("interface {iface}");
+                if let Some((set, was, maps)) = edits(ix, &what, want, &ix.obs.interfaces[i], plan)
+                {
                     plan.changes.push(Change::UpdateInterface {
                         name: iface.clone(),
                         uuid: *i,
                         set,
                         was,
+                        maps,
                     });
                 }
             }

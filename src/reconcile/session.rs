@@ -85,7 +85,10 @@ fn requests() -> MonitorRequests {
             INTERFACE_COLUMNS,
         ),
     );
-    reqs.insert("Controller".into(), MonitorRequest::columns(&["target"]));
+    reqs.insert(
+        "Controller".into(),
+        MonitorRequest::columns(&["target", "external_ids"]),
+    );
     reqs
 }
 

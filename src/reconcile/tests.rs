@@ -13,6 +13,13 @@ fn desired(toml: &str) -> Desired {
     Desired::from_config(&config, Datapath::Netdev)
 }
 
+/// The owner mark a desired bridge carries.
+fn desired_owner(bridge: &DesiredBridge) -> Option<&str> {
+    bridge.row["external_ids"]
+        .map_get(OWNER_KEY)
+        .and_then(Atom::as_str)
+}
+
 /// The database as it would be after `desired` was applied: rows with made-up uuids.
 struct Db {
     obs: Observed,
@@ -72,6 +79,10 @@ impl Db {
                 let u = self.uuid();
                 let mut row = Row::new();
                 row.insert("target".into(), t.as_str().into());
+                if let Some(owner) = desired_owner(bridge) {
+                    let mark = Datum::map([(OWNER_KEY, owner)]);
+                    row.insert("external_ids".into(), mark);
+                }
                 self.obs.controllers.insert(u, Arc::new(row));
                 Atom::Uuid(u)
             })
@@ -201,12 +212,12 @@ fn every_attribute_change_is_one_update_of_that_column() {
         (
             "other_config = { stp-enable = \"false\" }",
             "other_config = { stp-enable = \"true\" }",
-            "update bridge br0: other_config",
+            "update bridge br0: other_config[stp-enable]",
         ),
         (
             "name = \"br0\"\n",
             "name = \"br0\"\nexternal_ids = { team = \"net\" }\n",
-            "update bridge br0: external_ids",
+            "update bridge br0: external_ids[team], external_ids[ovs-appliance-keys]",
         ),
         (
             "name = \"br0\"\n",
@@ -216,7 +227,7 @@ fn every_attribute_change_is_one_update_of_that_column() {
         (
             "controllers = [\"tcp:127.0.0.1:6653\"]",
             "controllers = []",
-            "set controllers of br0 to []",
+            "controllers of br0: -tcp:127.0.0.1:6653",
         ),
         ("tag = 10", "tag = 20", "update port p1: tag"),
         (
@@ -242,7 +253,7 @@ fn every_attribute_change_is_one_update_of_that_column() {
         (
             "key = \"5\"",
             "key = \"6\"",
-            "update interface vx0: options",
+            "update interface vx0: options[key]",
         ),
         (
             "type = \"vxlan\"",
@@ -422,4 +433,74 @@ fn adding_ports_to_one_bridge_guards_it_once() {
     assert_eq!(waits, 1, "{ops:?}");
     let inserts = ops.iter().filter(|o| o.name() == "insert").count();
     assert_eq!(inserts, 4, "two ports, two interfaces");
+}
+
+#[test]
+fn controllers_are_kept_in_place_and_only_the_appliances_are_removed() {
+    let want = desired(BASE);
+    let mut db = Db::from(&want);
+    let br0 = db.bridge_uuid("br0");
+    // Another tool's controller on the owned bridge, and a column of ours set by hand.
+    let theirs = db.uuid();
+    let mut row = Row::new();
+    row.insert("target".into(), "tcp:127.0.0.1:7000".into());
+    db.obs.controllers.insert(theirs, Arc::new(row));
+    let bridge = Arc::make_mut(db.obs.bridges.get_mut(&br0).unwrap());
+    let mut refs: Vec<Atom> = bridge["controller"].atoms().to_vec();
+    refs.push(Atom::Uuid(theirs));
+    bridge.insert("controller".into(), Datum::set(refs));
+    for row in db.obs.controllers.values_mut() {
+        Arc::make_mut(row).insert("connection_mode".into(), "out-of-band".into());
+    }
+    assert!(plan(&want, &db.obs).is_empty(), "nothing to do");
+
+    let more = desired(&BASE.replace(
+        "controllers = [\"tcp:127.0.0.1:6653\"]",
+        "controllers = [\"tcp:127.0.0.1:6653\", \"tcp:127.0.0.1:6654\"]",
+    ));
+    let p = plan(&more, &db.obs);
+    assert_eq!(summary(&p), ["controllers of br0: +tcp:127.0.0.1:6654"]);
+    let ops = operations(&p, &more, &db.obs);
+    // No guard on the controller column (another tool may add one meanwhile), no update of it:
+    // one reference inserted, with a new marked row.
+    assert!(
+        ops.iter()
+            .all(|o| !matches!(o, Operation::Wait { .. } | Operation::Update { .. })),
+        "{ops:?}"
+    );
+    let inserted = ops.iter().find_map(|o| match o {
+        Operation::Insert { table, row, .. } if table == "Controller" => Some(row),
+        _ => None,
+    });
+    assert_eq!(
+        inserted.unwrap()["external_ids"]
+            .map_get(OWNER_KEY)
+            .and_then(Atom::as_str),
+        Some("default")
+    );
+
+    let none = desired(&BASE.replace("controllers = [\"tcp:127.0.0.1:6653\"]", "controllers = []"));
+    let p = plan(&none, &db.obs);
+    assert_eq!(summary(&p), ["controllers of br0: -tcp:127.0.0.1:6653"]);
+    let Change::SetControllers { remove, .. } = &p.changes[0] else {
+        unreachable!()
+    };
+    assert!(remove.iter().all(|(u, _)| *u != theirs), "theirs stays");
+}
+
+#[test]
+fn a_controller_made_by_an_older_version_is_adopted_not_replaced() {
+    let want = desired(BASE);
+    let mut db = Db::from(&want);
+    for row in db.obs.controllers.values_mut() {
+        Arc::make_mut(row).remove("external_ids");
+    }
+    let p = plan(&want, &db.obs);
+    assert_eq!(summary(&p), ["controllers of br0: mark 1 as owned"]);
+    let ops = operations(&p, &want, &db.obs);
+    assert!(
+        ops.iter()
+            .all(|o| !matches!(o, Operation::Insert { .. } | Operation::Delete { .. })),
+        "{ops:?}"
+    );
 }

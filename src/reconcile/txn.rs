@@ -2,7 +2,8 @@
 //! being clobbered), then the changes, then `next_cfg += 1` and a read of it, so the caller can
 //! wait for ovs-vswitchd to report the same number in `cur_cfg`.
 
-use super::model::{Desired, DesiredBridge, DesiredPort, Observed};
+use super::keys::MapEdit;
+use super::model::{Desired, DesiredBridge, DesiredPort, Observed, OWNER_KEY};
 use super::plan::{Change, Plan};
 use crate::ovsdb::{Atom, Condition, Datum, Mutation, Mutator, Operation, Row, Uuid, WaitUntil};
 
@@ -15,6 +16,7 @@ struct Builder<'a> {
     next: usize,
     observed: &'a Observed,
     root: Uuid,
+    owner: String,
 }
 
 fn by_uuid(uuid: Uuid) -> Vec<Condition> {
@@ -88,6 +90,41 @@ impl Builder<'_> {
         });
     }
 
+    /// Scalar columns by `update` (guarded by `was`), map keys by `mutate` (delete the pairs as
+    /// observed, insert the new ones: see `keys`).
+    fn edit(&mut self, table: &'static str, uuid: Uuid, set: &Row, was: &Row, maps: &[MapEdit]) {
+        if !set.is_empty() {
+            self.guard(table, uuid, was);
+            self.update(table, uuid, set.clone());
+        }
+        let mut mutations = Vec::new();
+        for edit in maps {
+            if !edit.remove.is_empty() {
+                let pairs = edit.remove.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                mutations.push(Mutation::new(
+                    &edit.column,
+                    Mutator::Delete,
+                    Datum::map(pairs),
+                ));
+            }
+            if !edit.insert.is_empty() {
+                let pairs = edit.insert.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                mutations.push(Mutation::new(
+                    &edit.column,
+                    Mutator::Insert,
+                    Datum::map(pairs),
+                ));
+            }
+        }
+        if !mutations.is_empty() {
+            self.ops.push(Operation::Mutate {
+                table: table.into(),
+                conditions: by_uuid(uuid),
+                mutations,
+            });
+        }
+    }
+
     fn delete(&mut self, table: &str, uuid: Uuid) {
         self.ops.push(Operation::Delete {
             table: table.into(),
@@ -106,12 +143,17 @@ impl Builder<'_> {
         self.insert("Port", row)
     }
 
+    /// New Controller rows, with the owner mark.
     fn controllers(&mut self, targets: &[String]) -> Datum {
         let rows: Vec<Atom> = targets
             .iter()
             .map(|t| {
                 let mut row = Row::new();
                 row.insert("target".into(), t.as_str().into());
+                row.insert(
+                    "external_ids".into(),
+                    Datum::map([(OWNER_KEY, self.owner.as_str())]),
+                );
                 self.insert("Controller", row)
             })
             .collect();
@@ -154,17 +196,40 @@ impl Builder<'_> {
                 ports.iter().for_each(|p| self.delete("Port", *p));
                 interfaces.iter().for_each(|i| self.delete("Interface", *i));
             }
-            Change::UpdateBridge { uuid, set, was, .. } => {
-                self.guard("Bridge", *uuid, was);
-                self.update("Bridge", *uuid, set.clone());
-            }
+            Change::UpdateBridge {
+                uuid,
+                set,
+                was,
+                maps,
+                ..
+            } => self.edit("Bridge", *uuid, set, was, maps),
             Change::SetControllers {
-                uuid, targets, was, ..
+                uuid,
+                add,
+                remove,
+                adopt,
+                ..
             } => {
-                self.guard("Bridge", *uuid, was);
-                let mut row = Row::new();
-                row.insert("controller".into(), self.controllers(targets));
-                self.update("Bridge", *uuid, row);
+                // No guard: each reference is added or removed on its own, so a controller
+                // another tool adds meanwhile stays.
+                if !remove.is_empty() {
+                    let gone = remove.iter().map(|(c, _)| Atom::Uuid(*c));
+                    self.mutate(
+                        "Bridge",
+                        *uuid,
+                        "controller",
+                        Mutator::Delete,
+                        Datum::set(gone),
+                    );
+                }
+                if !add.is_empty() {
+                    let new = self.controllers(add);
+                    self.mutate("Bridge", *uuid, "controller", Mutator::Insert, new);
+                }
+                for c in adopt {
+                    let mark = Datum::map([(OWNER_KEY, self.owner.as_str())]);
+                    self.mutate("Controller", *c, "external_ids", Mutator::Insert, mark);
+                }
             }
             Change::AddPort {
                 bridge_uuid, port, ..
@@ -206,10 +271,13 @@ impl Builder<'_> {
                 self.delete("Port", *uuid);
                 interfaces.iter().for_each(|i| self.delete("Interface", *i));
             }
-            Change::UpdatePort { uuid, set, was, .. } => {
-                self.guard("Port", *uuid, was);
-                self.update("Port", *uuid, set.clone());
-            }
+            Change::UpdatePort {
+                uuid,
+                set,
+                was,
+                maps,
+                ..
+            } => self.edit("Port", *uuid, set, was, maps),
             Change::SetInterfaces {
                 uuid,
                 add,
@@ -226,10 +294,13 @@ impl Builder<'_> {
                 self.update("Port", *uuid, row);
                 remove.iter().for_each(|i| self.delete("Interface", *i));
             }
-            Change::UpdateInterface { uuid, set, was, .. } => {
-                self.guard("Interface", *uuid, was);
-                self.update("Interface", *uuid, set.clone());
-            }
+            Change::UpdateInterface {
+                uuid,
+                set,
+                was,
+                maps,
+                ..
+            } => self.edit("Interface", *uuid, set, was, maps),
         }
     }
 }
@@ -249,6 +320,7 @@ pub fn operations(plan: &Plan, desired: &Desired, observed: &Observed) -> Vec<Op
         next: 0,
         observed,
         root: *root,
+        owner: desired.owner.clone(),
     };
     let touches_root = plan
         .changes

@@ -75,6 +75,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
     session.set_telemetry(settings.telemetry.clone());
     let telemetry = settings.telemetry.clone();
     let mut errors = InterfaceErrors::default();
+    let mut conflicts = Conflicts::default();
     let mut dirty = Some(Cause::Start);
     loop {
         if let Some(cause) = dirty.take() {
@@ -82,6 +83,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
             let outcome = match reconcile_once(&mut session, &desired, settings.apply_timeout).await
             {
                 Ok(applied) => {
+                    conflicts.report(&applied.plan.conflicts);
                     report(&applied, cause);
                     after.after_pass(&session, &desired).await;
                     telemetry.converged(true, applied.plan.conflicts.len());
@@ -168,10 +170,27 @@ enum Wake {
     Nothing,
 }
 
-fn report(applied: &Applied, cause: Cause) {
-    for conflict in &applied.plan.conflicts {
-        warn!("{conflict}");
+/// Conflicts are logged when they appear and when they clear, not at every pass: a key another
+/// tool holds stays a conflict through every pass its updates cause.
+#[derive(Default)]
+struct Conflicts {
+    seen: std::collections::BTreeSet<String>,
+}
+
+impl Conflicts {
+    fn report(&mut self, now: &[String]) {
+        let now: std::collections::BTreeSet<String> = now.iter().cloned().collect();
+        for conflict in now.difference(&self.seen) {
+            warn!("{conflict}");
+        }
+        for conflict in self.seen.difference(&now) {
+            info!(was = %conflict, "conflict resolved");
+        }
+        self.seen = now;
     }
+}
+
+fn report(applied: &Applied, cause: Cause) {
     if applied.plan.is_empty() {
         return;
     }
