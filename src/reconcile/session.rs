@@ -2,9 +2,10 @@
 //! appliance manages, feeding a local cache, one for transactions and `cur_cfg`. Plans read the
 //! cache, never the server.
 
+use super::model::Desired;
 use super::model::{Observed, BRIDGE_COLUMNS, INTERFACE_COLUMNS, PORT_COLUMNS};
 use super::telemetry::{self, TelemetryHandle};
-use super::touched::{touched, Touched, INTERFACE_METRICS_COLUMNS};
+use super::touched::{touched, Interest, Touched, INTERFACE_METRICS_COLUMNS};
 use super::Error;
 use crate::ovsdb::{
     Cache, MonitorEvent, MonitorRequest, MonitorRequests, OpResult, Operation, ReconnectOptions,
@@ -52,6 +53,8 @@ pub struct Session {
     /// The most a row update applied since the last `drain` changed: a plan drains first, so
     /// this is what arrived after it (while its transaction was sent and applied).
     unplanned: Touched,
+    /// The rows plans read; updates of others start no pass. None: every row counts.
+    interest: Option<Interest>,
     telemetry: TelemetryHandle,
 }
 
@@ -128,6 +131,7 @@ impl Session {
             progress,
             applied_cfg: 0,
             unplanned: Touched::Nothing,
+            interest: None,
             telemetry: telemetry::none(),
         };
         loop {
@@ -151,6 +155,12 @@ impl Session {
         &self.telemetry
     }
 
+    /// From now on, an update of a row that plans for `desired` do not read (neither owned nor
+    /// named by the config) is `Event::Statistics`: nothing to do.
+    pub fn set_interest(&mut self, desired: &Desired) {
+        self.interest = Some(Interest::of(desired));
+    }
+
     /// The next monitor event, applied to the cache.
     pub async fn next(&mut self) -> Result<Event, Error> {
         let event = self.events.recv().await.ok_or(Error::MonitorEnded)?;
@@ -159,7 +169,7 @@ impl Session {
 
     fn apply(&mut self, event: MonitorEvent) -> Result<Event, Error> {
         let touched = match &event {
-            MonitorEvent::Update(u) => touched(&self.cache, u),
+            MonitorEvent::Update(u) => touched(&self.cache, u, self.interest.as_ref()),
             _ => Touched::Managed,
         };
         self.unplanned = self.unplanned.max(touched);

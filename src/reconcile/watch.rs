@@ -73,6 +73,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
         }
     };
     session.set_telemetry(settings.telemetry.clone());
+    session.set_interest(&desired);
     let telemetry = settings.telemetry.clone();
     let mut errors = InterfaceErrors::default();
     let mut conflicts = Conflicts::default();
@@ -139,6 +140,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 Ok(new) => {
                     info!("config reloaded");
                     desired = new;
+                    session.set_interest(&desired);
                     Wake::Pass(Cause::Reload)
                 }
                 Err(e) => { error!("config reload refused, keeping the running state: {e}"); Wake::Nothing }
