@@ -261,3 +261,43 @@ fn another_tools_churn_on_its_own_rows_starts_no_pass() {
     wait_value(&app, "Port", "p1", "tag", "[]");
     assert!(settled_runs(&app) > after);
 }
+
+#[test]
+fn a_repaired_internal_port_comes_back_with_its_mac() {
+    if !require_real_ovs() {
+        return;
+    }
+    let own = "[[bridges]]\nname = \"br0\"\n  [[bridges.ports]]\n  name = \"mgmt0\"\n  type = \"internal\"\n  addresses = [\"10.72.0.1/24\"]\n";
+    let mut app = Appliance::new(&format!("{PREFIX}{own}"));
+    app.start_ready();
+    let mac = || -> Option<String> {
+        let m = get(&app, "Interface", "mgmt0", "mac_in_use");
+        (m.len() == 17).then_some(m)
+    };
+    let first = wait_for(Duration::from_secs(20), "mgmt0's MAC", mac);
+    assert_eq!(
+        get(&app, "Interface", "mgmt0", "mac"),
+        first,
+        "set by the appliance"
+    );
+    let byte = u8::from_str_radix(&first[..2], 16).unwrap();
+    assert_eq!(byte & 0x03, 0x02, "locally administered unicast: {first}");
+    // Deleted by hand, repaired: the same MAC, so neighbours' ARP entries stay right.
+    let before = get(&app, "Interface", "mgmt0", "_uuid");
+    assert!(app.vsctl_ok(&["del-port", "br0", "mgmt0"]));
+    let again = wait_for(Duration::from_secs(20), "mgmt0 made again", || {
+        let uuid = get(&app, "Interface", "mgmt0", "_uuid");
+        (!uuid.is_empty() && uuid != before).then(mac).flatten()
+    });
+    assert_eq!(again, first);
+    // The kernel device has it too.
+    let link = String::from_utf8_lossy(
+        &run(
+            std::process::Command::new("ip").args(["-n", &app.netns.name, "link", "show", "mgmt0"]),
+            Duration::from_secs(5),
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(link.contains(&first), "{link}");
+}

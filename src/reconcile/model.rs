@@ -233,6 +233,25 @@ impl Observed {
     }
 }
 
+/// The MAC of internal port `port` on the host whose `system-id` is `system_id`: 48 bits of a
+/// 64-bit FNV-1a hash of both (fixed by definition, unlike std's hasher, so it never changes
+/// with the toolchain), marked locally administered and unicast. Another host (another
+/// system-id) gets another MAC for a port of the same name.
+pub fn stable_mac(system_id: &str, port: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in system_id.bytes().chain([0]).chain(port.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&hash.to_be_bytes()[2..]);
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// A row's name column.
 pub fn name(row: &Row) -> &str {
     row.get("name").and_then(Datum::as_str).unwrap_or_default()

@@ -70,7 +70,13 @@ fn requests() -> MonitorRequests {
     let mut reqs = MonitorRequests::new();
     reqs.insert(
         "Open_vSwitch".into(),
-        MonitorRequest::columns(&["bridges", "next_cfg", "cur_cfg", "other_config"]),
+        MonitorRequest::columns(&[
+            "bridges",
+            "next_cfg",
+            "cur_cfg",
+            "other_config",
+            "external_ids",
+        ]),
     );
     reqs.insert(
         "Bridge".into(),

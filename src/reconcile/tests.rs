@@ -5,6 +5,7 @@ use super::*;
 use crate::config::Config;
 use crate::ovsdb::{Atom, Datum, Operation, Row, Uuid};
 use crate::preflight::Datapath;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -503,4 +504,46 @@ fn a_controller_made_by_an_older_version_is_adopted_not_replaced() {
             .all(|o| !matches!(o, Operation::Insert { .. } | Operation::Delete { .. })),
         "{ops:?}"
     );
+}
+
+#[test]
+fn internal_ports_get_a_mac_of_this_host_that_stays_when_they_are_made_again() {
+    use super::model::stable_mac;
+    let mac = stable_mac("5a3b-host-a", "mgmt0");
+    assert_eq!(
+        mac,
+        stable_mac("5a3b-host-a", "mgmt0"),
+        "the same every time"
+    );
+    assert_ne!(
+        mac,
+        stable_mac("5a3b-host-b", "mgmt0"),
+        "another host, another MAC"
+    );
+    assert_ne!(mac, stable_mac("5a3b-host-a", "mgmt1"));
+    let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+    assert_eq!(first & 0x03, 0x02, "locally administered unicast: {mac}");
+    assert_eq!(mac.len(), 17);
+
+    let want = desired(BASE);
+    let mut db = Db::new();
+    let root = &mut db.obs.root.as_mut().unwrap().1;
+    root.insert(
+        "external_ids".into(),
+        Datum::map([("system-id", "5a3b-host-a")]),
+    );
+    let p = plan(&want, &db.obs);
+    let ops = operations(&p, &want, &db.obs);
+    let macs: BTreeMap<&str, Option<&Datum>> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Operation::Insert { table, row, .. } if table == "Interface" => {
+                Some((name(row), row.get("mac")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(macs["mgmt0"], Some(&Datum::from(mac.as_str())));
+    assert_eq!(macs["br0"], None, "the bridge's local port is left to OVS");
+    assert_eq!(macs["p1"], None, "system ports keep their device's MAC");
 }

@@ -3,7 +3,7 @@
 //! wait for ovs-vswitchd to report the same number in `cur_cfg`.
 
 use super::keys::MapEdit;
-use super::model::{Desired, DesiredBridge, DesiredPort, Observed, OWNER_KEY};
+use super::model::{name, stable_mac, Desired, DesiredBridge, DesiredPort, Observed, OWNER_KEY};
 use super::plan::{Change, Plan};
 use crate::ovsdb::{Atom, Condition, Datum, Mutation, Mutator, Operation, Row, Uuid, WaitUntil};
 
@@ -17,6 +17,8 @@ struct Builder<'a> {
     observed: &'a Observed,
     root: Uuid,
     owner: String,
+    /// `external_ids:system-id` of the root row: what makes internal ports' MACs this host's.
+    system_id: Option<String>,
 }
 
 fn by_uuid(uuid: Uuid) -> Vec<Condition> {
@@ -132,11 +134,25 @@ impl Builder<'_> {
         });
     }
 
-    fn port(&mut self, port: &DesiredPort) -> Atom {
+    /// A new port of `bridge` and its interfaces. A configured internal port gets a MAC of its
+    /// own that stays the same when it is made again (deleted by hand and repaired, or a bridge
+    /// re-created): otherwise the kernel picks a random one each time, and hosts that cached the
+    /// old one in ARP lose traffic until the entry expires. The bridge's local port is left to
+    /// OVS, which derives it (and the datapath ID) from the bridge's other ports.
+    fn port(&mut self, port: &DesiredPort, bridge: &str) -> Atom {
         let members: Vec<Atom> = port
             .interfaces
             .values()
-            .map(|row| self.insert("Interface", row.clone()))
+            .map(|row| {
+                let mut row = row.clone();
+                let internal = row.get("type").and_then(Datum::as_str) == Some("internal");
+                if let (true, Some(system_id)) = (internal && name(&row) != bridge, &self.system_id)
+                {
+                    let mac = stable_mac(system_id, name(&row));
+                    row.insert("mac".into(), mac.as_str().into());
+                }
+                self.insert("Interface", row)
+            })
             .collect();
         let mut row = port.row.clone();
         row.insert("interfaces".into(), Datum::set(members));
@@ -161,7 +177,11 @@ impl Builder<'_> {
     }
 
     fn bridge(&mut self, bridge: &DesiredBridge) {
-        let ports: Vec<Atom> = bridge.ports.values().map(|p| self.port(p)).collect();
+        let ports: Vec<Atom> = bridge
+            .ports
+            .values()
+            .map(|p| self.port(p, &bridge.name))
+            .collect();
         let targets: Vec<String> = bridge.controllers.iter().cloned().collect();
         let mut row = bridge.row.clone();
         row.insert("ports".into(), Datum::set(ports));
@@ -232,7 +252,9 @@ impl Builder<'_> {
                 }
             }
             Change::AddPort {
-                bridge_uuid, port, ..
+                bridge,
+                bridge_uuid,
+                port,
             } => {
                 self.guard_column(
                     "Bridge",
@@ -240,7 +262,7 @@ impl Builder<'_> {
                     self.observed.bridges.get(bridge_uuid).map(|r| &**r),
                     "ports",
                 );
-                let new = self.port(port);
+                let new = self.port(port, bridge);
                 self.mutate(
                     "Bridge",
                     *bridge_uuid,
@@ -321,6 +343,12 @@ pub fn operations(plan: &Plan, desired: &Desired, observed: &Observed) -> Vec<Op
         observed,
         root: *root,
         owner: desired.owner.clone(),
+        system_id: root_row
+            .get("external_ids")
+            .and_then(|ids| ids.map_get("system-id"))
+            .and_then(Atom::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
     };
     let touches_root = plan
         .changes
