@@ -56,7 +56,15 @@ pub struct Session {
     /// The rows plans read; updates of others start no pass. None: every row counts.
     interest: Option<Interest>,
     telemetry: TelemetryHandle,
+    /// When the cache was last copied to telemetry, and whether it changed since.
+    published: Option<Instant>,
+    unpublished: bool,
 }
+
+/// Metrics read a copy of the cache, and copying it walks every row: under a burst of updates
+/// (another tool churning its ports, a thousand interfaces' statistics) it is copied at most
+/// this often; the last change of a burst is copied when `publish_due` comes.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 fn with(extra: &[&str], base: &[&str]) -> MonitorRequest {
     let mut cols: Vec<&str> = base.to_vec();
@@ -138,6 +146,8 @@ impl Session {
             applied_cfg: 0,
             unplanned: Touched::Nothing,
             interest: None,
+            published: None,
+            unpublished: false,
             telemetry: telemetry::none(),
         };
         loop {
@@ -153,8 +163,31 @@ impl Session {
     /// Where the cache, transactions and passes are reported from now on; the current cache is
     /// reported at once.
     pub fn set_telemetry(&mut self, telemetry: TelemetryHandle) {
-        telemetry.observed(&self.cache);
         self.telemetry = telemetry;
+        self.publish_now();
+    }
+
+    /// Copies the cache to telemetry, unless it was copied less than `PUBLISH_EVERY` ago.
+    fn publish(&mut self) {
+        match self.published {
+            Some(at) if at.elapsed() < PUBLISH_EVERY => self.unpublished = true,
+            _ => self.publish_now(),
+        }
+    }
+
+    /// Copies the cache to telemetry now.
+    pub fn publish_now(&mut self) {
+        self.telemetry.observed(&self.cache);
+        self.published = Some(Instant::now());
+        self.unpublished = false;
+    }
+
+    /// When a change not yet copied to telemetry is due to be (`publish_now`), if there is one.
+    pub fn publish_due(&self) -> Option<Instant> {
+        self.unpublished.then(|| {
+            self.published
+                .map_or_else(Instant::now, |at| at + PUBLISH_EVERY)
+        })
     }
 
     pub fn telemetry(&self) -> &TelemetryHandle {
@@ -185,7 +218,7 @@ impl Session {
             }
         }
         if !matches!(event, MonitorEvent::Disconnected(_)) {
-            self.telemetry.observed(&self.cache);
+            self.publish();
         }
         Ok(match event {
             MonitorEvent::Snapshot(_) => Event::Snapshot,
@@ -208,7 +241,7 @@ impl Session {
             applied = true;
         }
         if applied {
-            self.telemetry.observed(&self.cache);
+            self.publish();
         }
         self.unplanned = Touched::Nothing;
         Ok(())
@@ -262,6 +295,7 @@ impl Session {
         // The row updates are applied while ovs-vswitchd works, not after: at 1000 ports the
         // change itself is 2000 rows for the cache.
         while self.cur_cfg() < next_cfg {
+            let publish = self.publish_due();
             tokio::select! {
                 biased;
                 event = self.progress.recv() => {
@@ -274,6 +308,8 @@ impl Session {
                     self.apply(event.ok_or(Error::MonitorEnded)?)?;
                 }
                 () = tokio::time::sleep_until(deadline) => return Err(not_applied(self)),
+                // A long wait (ovs-vswitchd busy or stopped) must not leave metrics behind.
+                () = sleep_until(publish), if publish.is_some() => self.publish_now(),
             }
         }
         // Usually already queued: ovsdb-server sent the change itself right after the commit.
@@ -286,6 +322,14 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Sleeps until `at` (never, for None).
+pub(super) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

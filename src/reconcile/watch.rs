@@ -4,7 +4,7 @@
 
 use super::apply::{reconcile_once, Applied};
 use super::model::Desired;
-use super::session::{Event, Session};
+use super::session::{sleep_until, Event, Session};
 use super::status::InterfaceErrors;
 use super::telemetry::{PassOutcome, PassReport, TelemetryHandle};
 use super::touched::Touched;
@@ -118,7 +118,12 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 continue;
             }
         }
+        let publish = session.publish_due();
         let wake = tokio::select! {
+            () = sleep_until(publish), if publish.is_some() => {
+                session.publish_now();
+                Wake::Nothing
+            }
             event = session.next() => match event {
                 Ok(Event::Snapshot) => { info!("OVSDB snapshot (reconnected): full reconcile"); Wake::Pass(Cause::Drift) }
                 Ok(Event::Update) => Wake::Pass(Cause::Drift),
