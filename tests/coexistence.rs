@@ -301,3 +301,41 @@ fn a_repaired_internal_port_comes_back_with_its_mac() {
     .into_owned();
     assert!(link.contains(&first), "{link}");
 }
+
+#[test]
+fn the_hosts_identity_survives_a_killed_ovsdb_server() {
+    if !require_real_ovs() {
+        return;
+    }
+    let supervisor = "[supervisor]\nhealth_interval = \"100ms\"\nhealth_timeout = \"300ms\"\nhealth_failures = 2\n";
+    let mut app = Appliance::new(&format!("{PREFIX}{supervisor}"));
+    app.start_ready();
+    // A chassis name of the deployment's choosing, as OVN users set it, and the system-id.
+    assert!(app.vsctl_ok(&[
+        "set",
+        "Open_vSwitch",
+        ".",
+        "external_ids:hostname=chassis-7",
+        "external_ids:ovn-encap-ip=10.73.0.1"
+    ]));
+    let system_id = get(&app, "Open_vSwitch", ".", "external_ids:system-id");
+    assert!(!system_id.is_empty());
+    let db = app.pid("ovsdb-server").unwrap();
+    kill(db, Signal::SIGKILL);
+    wait_for(Duration::from_secs(15), "ovsdb-server back", || {
+        app.pid("ovsdb-server").filter(|p| *p != db)
+    });
+    app.wait_ready();
+    assert_eq!(
+        get(&app, "Open_vSwitch", ".", "external_ids:hostname"),
+        "chassis-7"
+    );
+    assert_eq!(
+        get(&app, "Open_vSwitch", ".", "external_ids:ovn-encap-ip"),
+        "10.73.0.1"
+    );
+    assert_eq!(
+        get(&app, "Open_vSwitch", ".", "external_ids:system-id"),
+        system_id
+    );
+}
