@@ -1,7 +1,7 @@
 //! The `ovs-appliance` command line: parse, start logging, run, map the error to an exit code.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ovs_appliance::app;
+use ovs_appliance::{app, supervisor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -96,7 +96,14 @@ fn main() -> ExitCode {
     // `run` logs to stdout (one stream for `docker logs`); the other commands print their
     // answer there, so their logs go to stderr.
     let to_stdout = matches!(cli.command, None | Some(Command::Run));
-    init_tracing(cli.log_format, to_stdout);
+    // Held to the end of main: what is still queued is written before the exit (briefly).
+    let _flush = match init_tracing(cli.log_format, to_stdout) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("failed to start the log writer thread: {e}");
+            return ExitCode::from(70);
+        }
+    };
     let r = cli.roots;
     let paths = app::host_paths(
         r.sys_root,
@@ -129,23 +136,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, to_stdout: bool) {
+/// Logs go through a bounded queue that one thread writes out: whoever reads our output can
+/// stall without stalling us or the daemons (lines are dropped and counted instead).
+fn init_tracing(format: LogFormat, to_stdout: bool) -> std::io::Result<supervisor::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OVS_APPLIANCE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let writer =
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
-            if to_stdout {
-                Box::new(std::io::stdout())
-            } else {
-                Box::new(std::io::stderr())
-            }
-        });
+    let out: Box<dyn std::io::Write + Send> = if to_stdout {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let limits = supervisor::LogLimits::DEFAULT;
+    let (sink, guard) = supervisor::LogSink::start(out, limits, supervisor::report_with_tracing())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(sink)
         .with_ansi(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Ok(guard)
 }

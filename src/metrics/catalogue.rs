@@ -139,6 +139,10 @@ pub const INTERFACES_DROPPED: Spec = counter(
     "ovs_appliance_metrics_interfaces_dropped_total",
     "Interfaces left out of scrapes because of metrics.max_interfaces, summed over scrapes.",
 );
+pub const LOG_LINES_DROPPED: Spec = counter(
+    "ovs_appliance_log_lines_dropped_total",
+    "Log lines (the appliance's own and the daemons') dropped because the reader of the appliance's output did not keep up.",
+);
 
 // ovs-vswitchd: datapaths, bridges, the daemon.
 pub const DATAPATH_LOOKUPS: Spec = counter(
@@ -283,6 +287,7 @@ pub const ALL: &[&Spec] = &[
     &COLLECTOR_DURATION,
     &INTERFACES_EXPORTED,
     &INTERFACES_DROPPED,
+    &LOG_LINES_DROPPED,
     &DATAPATH_LOOKUPS,
     &DATAPATH_FLOWS,
     &DATAPATH_PORTS,

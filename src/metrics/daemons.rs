@@ -52,6 +52,8 @@ pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families
     }
     let success = f64::from(u8::from(all_read));
     out.add(&c::COLLECTOR_SUCCESS, &[("collector", "process")], success);
+    let dropped = crate::supervisor::log_lines_dropped_total();
+    out.add(&c::LOG_LINES_DROPPED, &[], dropped as f64);
 }
 
 #[cfg(test)]
@@ -92,6 +94,7 @@ mod tests {
             "process_resident_memory_bytes ",
             "process_start_time_seconds ",
             "ovs_appliance_collector_success{collector=\"process\"} 1\n",
+            "ovs_appliance_log_lines_dropped_total ",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

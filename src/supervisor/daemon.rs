@@ -2,7 +2,7 @@
 
 use super::reaper::{Reaper, Spawned};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -117,79 +117,12 @@ pub fn spawn(
     }
     let mut spawned = reaper.spawn(&mut cmd)?;
     let pid = spawned.child.id();
-    for pipe in [
-        spawned
-            .child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        spawned
-            .child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        forward_log(daemon, pid, pipe)?;
+    let stdout = spawned.child.stdout.take().map(OwnedFd::from);
+    let stderr = spawned.child.stderr.take().map(OwnedFd::from);
+    for pipe in [stdout, stderr].into_iter().flatten() {
+        super::daemon_log::forward(daemon, pid, pipe)?;
     }
     Ok(spawned)
-}
-
-fn forward_log(
-    daemon: Daemon,
-    pid: u32,
-    pipe: Box<dyn std::io::Read + Send>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name(format!("log-{}", daemon.name()))
-        .spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                emit(daemon.name(), pid, &line);
-            }
-        })
-        .map(|_| ())
-}
-
-/// One daemon log line, parsed from the `%c|%p|%m` pattern.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LogLine<'a> {
-    pub module: &'a str,
-    pub level: &'a str,
-    pub message: &'a str,
-}
-
-pub fn parse_line(line: &str) -> Option<LogLine<'_>> {
-    let mut parts = line.splitn(3, '|');
-    let module = parts.next()?;
-    let level = parts.next()?;
-    let message = parts.next()?;
-    let known = matches!(level, "EMER" | "ERR" | "WARN" | "INFO" | "DBG");
-    (known && !module.contains(' ')).then_some(LogLine {
-        module,
-        level,
-        message,
-    })
-}
-
-fn emit(daemon: &str, pid: u32, line: &str) {
-    match parse_line(line) {
-        Some(l) => match l.level {
-            "EMER" | "ERR" => {
-                tracing::error!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
-            }
-            "WARN" => {
-                tracing::warn!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
-            }
-            "INFO" => {
-                tracing::info!(target: "ovs", daemon, pid, module = l.module, "{}", l.message)
-            }
-            _ => tracing::debug!(target: "ovs", daemon, pid, module = l.module, "{}", l.message),
-        },
-        // Lines not in our pattern (a crash message from libc, say) still reach the log.
-        None => tracing::warn!(target: "ovs", daemon, pid, "{line}"),
-    }
 }
 
 /// Whether `pid` is alive and is the named daemon (a stale pidfile may name a reused pid).
@@ -253,22 +186,6 @@ mod tests {
             layout().ctl_socket(Daemon::Vswitchd, 42),
             Path::new("/run/ovs/ovs-vswitchd.42.ctl")
         );
-    }
-
-    #[test]
-    fn parses_the_console_pattern() {
-        assert_eq!(
-            parse_line("bridge|INFO|ovs-vswitchd (Open vSwitch) 3.1.0"),
-            Some(LogLine {
-                module: "bridge",
-                level: "INFO",
-                message: "ovs-vswitchd (Open vSwitch) 3.1.0"
-            })
-        );
-        let l = parse_line("netdev|WARN|a|b|c").unwrap();
-        assert_eq!(l.message, "a|b|c");
-        assert_eq!(parse_line("Segmentation fault"), None);
-        assert_eq!(parse_line("some text|not a level|x"), None);
     }
 
     #[test]

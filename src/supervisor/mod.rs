@@ -6,19 +6,26 @@
 
 mod backoff;
 mod daemon;
+mod daemon_log;
 mod db;
 mod exit;
 mod health;
 mod init;
 mod lifecycle;
+mod logsink;
 mod reaper;
 mod spawn;
 mod stale;
 mod state;
 
-pub use daemon::{args as daemon_args, parse_line, Daemon, Layout};
+pub use daemon::{args as daemon_args, Daemon, Layout};
+pub use daemon_log::{parse_line, LogLine};
 pub use db::Prepared;
 pub use exit::ExitStatus;
+pub use logsink::{
+    lines_dropped_total as log_lines_dropped_total, report_with_tracing, FlushGuard,
+    Limits as LogLimits, LogSink,
+};
 pub use reaper::Reaper;
 pub use state::{DaemonState, State, StateRx, StateTx};
 
