@@ -164,3 +164,59 @@ fn a_stalled_log_reader_blocks_neither_vswitchd_nor_healthz() {
     let app_ok = appctl(&app, vswitchd, &["version"]);
     assert!(app_ok.status.success());
 }
+
+/// Issue 12, item 6: a warning ovs-vswitchd repeats at every reconfiguration (a port whose
+/// device does not exist) is logged once, then counted.
+#[test]
+fn repeated_daemon_lines_are_collapsed() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(FAST);
+    app.start_ready();
+    let br = [
+        "add-br",
+        "br-rep",
+        "--",
+        "set",
+        "bridge",
+        "br-rep",
+        "datapath_type=netdev",
+    ];
+    assert!(app.vsctl(&br).status.success());
+    // add-port fails its wait (the device is missing) but the port is in the database.
+    app.vsctl(&["add-port", "br-rep", "nodev0"]);
+    for i in 0..10 {
+        let key = format!("external_ids:n={i}");
+        app.vsctl(&["set", "bridge", "br-rep", &key]);
+    }
+    // Another message ends the run of repeats.
+    app.vsctl(&["add-port", "br-rep", "nodev1"]);
+    let warning = "could not open network device nodev0";
+    let log = wait_for(Duration::from_secs(10), "the repeat count", || {
+        let log = app.log();
+        log.contains("more times: could not open network device nodev0")
+            .then_some(log)
+    });
+    // Up to the other message (after it, ovs-vswitchd warns about both ports, alternately).
+    let before = log.split("network device nodev1").next().unwrap();
+    let lines: Vec<&str> = before.lines().filter(|l| l.contains(warning)).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains(&format!("WARN ovs: {warning} ")),
+        "{}",
+        lines[0]
+    );
+    let times: u64 = lines[1]
+        .split("repeated ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", lines[1]));
+    assert!(times >= 10, "{}", lines[1]);
+    assert!(
+        lines[1].contains(&format!("repeated={times}")),
+        "{}",
+        lines[1]
+    );
+}
