@@ -188,3 +188,181 @@ fn a_current_database_is_reused_with_its_system_id() {
         "one Open_vSwitch row: {rows}"
     );
 }
+
+/// A database made offline: the schema, a bridge, then 4 ports added one transaction each.
+fn db_with_bridge_and_4_ports(db: &Path, schema: &Path) {
+    db_with_bridge(db, schema, "br-a");
+    for i in 0..4 {
+        let txn = format!(
+            r#"["Open_vSwitch",
+                {{"op":"insert","table":"Interface","row":{{"name":"p{i}","type":"internal"}},"uuid-name":"i"}},
+                {{"op":"insert","table":"Port","row":{{"name":"p{i}","interfaces":["named-uuid","i"]}},"uuid-name":"p"}},
+                {{"op":"mutate","table":"Bridge","where":[["name","==","br-a"]],"mutations":[["ports","insert",["named-uuid","p"]]]}}]"#
+        );
+        ovsdb_tool(&["transact", db.to_str().unwrap(), &txn]);
+    }
+}
+
+/// Where each record of an OVSDB file starts (`OVSDB JSON <length> <sha1>\n<length bytes>`).
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        starts.push(at);
+        let nl = at + bytes[at..].iter().position(|b| *b == b'\n').unwrap();
+        let header = std::str::from_utf8(&bytes[at..nl]).unwrap();
+        let length: usize = header.split(' ').nth(2).unwrap().parse().unwrap();
+        at = nl + 1 + length;
+    }
+    starts
+}
+
+/// The file of `db_with_bridge_and_4_ports` with one byte flipped in the middle of its second
+/// record (the bridge): ovsdb-server would drop it and the 4 ports after it.
+fn damaged_db() -> Option<Vec<u8>> {
+    if !require_real_ovs() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("conf.db");
+    db_with_bridge_and_4_ports(&db, Path::new(SCHEMA));
+    let mut bytes = fs::read(&db).unwrap();
+    let starts = record_starts(&bytes);
+    assert_eq!(starts.len(), 6, "schema, bridge, 4 ports");
+    let middle = (starts[1] + starts[2]) / 2;
+    bytes[middle] ^= 0x01;
+    Some(bytes)
+}
+
+/// Issue 13, item 2.
+#[test]
+fn a_damaged_record_with_good_ones_after_it_is_refused_and_left_untouched() {
+    let Some(bytes) = damaged_db() else { return };
+    refused_untouched(&bytes, "recover_corrupt_db = true");
+    // What would be lost is said: the 4 port transactions.
+    let app = Appliance::new(NETDEV);
+    fs::create_dir_all(app.db_dir()).unwrap();
+    fs::write(app.db_dir().join("conf.db"), &bytes).unwrap();
+    let out = app.oneshot(&[], "run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the 4 after it"), "{text}");
+    assert!(text.contains("touching Bridge, Interface, Port"), "{text}");
+}
+
+#[test]
+fn with_recovery_allowed_a_damaged_database_is_copied_then_started() {
+    let Some(bytes) = damaged_db() else { return };
+    let mut app = Appliance::new(&format!("{NETDEV}recover_corrupt_db = true\n"));
+    fs::create_dir_all(app.db_dir()).unwrap();
+    fs::write(app.db_dir().join("conf.db"), &bytes).unwrap();
+    app.start_ready();
+    let copies: Vec<_> = fs::read_dir(app.db_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("conf.db.damaged-")
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy");
+    assert_eq!(
+        fs::read(copies[0].path()).unwrap(),
+        bytes,
+        "byte-identical copy"
+    );
+    assert!(
+        app.log().contains("recover_corrupt_db is set"),
+        "{}",
+        app.log()
+    );
+    // ovsdb-server dropped the damaged bridge and the ports after it.
+    assert!(!app.vsctl_stdout(&["list-br"]).contains("br-a"));
+}
+
+#[test]
+fn a_torn_last_record_of_a_live_database_starts_normally() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    let db = app.db_dir().join("conf.db");
+    db_with_bridge_and_4_ports(&db, Path::new(SCHEMA));
+    let bytes = fs::read(&db).unwrap();
+    let last = *record_starts(&bytes).last().unwrap();
+    fs::write(&db, &bytes[..(last + bytes.len()) / 2]).unwrap();
+    app.start_ready();
+    let ports = app.vsctl_stdout(&["list-ports", "br-a"]);
+    assert_eq!(
+        ports.split_whitespace().collect::<Vec<_>>(),
+        ["p0", "p1", "p2"]
+    );
+    assert!(
+        app.log()
+            .contains("last record of the database is incomplete"),
+        "{}",
+        app.log()
+    );
+}
+
+/// The installed schema at a newer version, with one more column, as a newer OVS would have.
+fn newer_schema(dir: &Path) -> std::path::PathBuf {
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    schema["version"] = "8.99.0".into();
+    schema["tables"]["Bridge"]["columns"]["future_column"] =
+        serde_json::json!({"type": {"key": "string", "min": 0, "max": 1}});
+    let path = dir.join("newer.ovsschema");
+    fs::write(&path, schema.to_string()).unwrap();
+    path
+}
+
+/// Issue 13, item 3.
+#[test]
+fn a_newer_database_is_refused_and_left_untouched() {
+    if !require_real_ovs() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("conf.db");
+    db_with_bridge(&db, &newer_schema(dir.path()), "br-new");
+    let bytes = fs::read(&db).unwrap();
+    refused_untouched(&bytes, "allow_db_downgrade = true");
+    let installed = ovsdb_tool(&["schema-version", SCHEMA]);
+    let app = Appliance::new(NETDEV);
+    fs::create_dir_all(app.db_dir()).unwrap();
+    fs::write(app.db_dir().join("conf.db"), &bytes).unwrap();
+    let text = String::from_utf8_lossy(&app.oneshot(&[], "run").stdout).into_owned();
+    let both = format!("schema version 8.99.0, newer than version {installed}");
+    assert!(text.contains(&both), "{text}");
+    assert!(
+        text.contains("conf.db.backup-8.99.0-"),
+        "names the backup: {text}"
+    );
+}
+
+#[test]
+fn a_newer_database_is_converted_down_only_when_allowed() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(&format!("{NETDEV}allow_db_downgrade = true\n"));
+    let db = app.db_dir().join("conf.db");
+    db_with_bridge(&db, &newer_schema(app.dir.path()), "br-new");
+    let original = fs::read(&db).unwrap();
+    app.start_ready();
+    let backups: Vec<_> = fs::read_dir(app.db_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("conf.db.backup-8.99.0-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup");
+    assert_eq!(fs::read(backups[0].path()).unwrap(), original);
+    let installed = ovsdb_tool(&["schema-version", SCHEMA]);
+    assert_eq!(ovsdb_tool(&["db-version", db.to_str().unwrap()]), installed);
+    assert!(app.vsctl_stdout(&["list-br"]).contains("br-new"));
+}

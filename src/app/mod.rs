@@ -182,6 +182,10 @@ fn settings(config: &Config, outcome: &preflight::Outcome, paths: &HostPaths) ->
         nice: outcome.nice,
         proc_root: paths.kernel.proc.clone(),
         timing: config.supervisor.clone(),
+        db_policy: supervisor::DbPolicy {
+            recover_corrupt: config.ovs.recover_corrupt_db,
+            allow_downgrade: config.ovs.allow_db_downgrade,
+        },
         stamp_external_ids: vec![(DATAPATH_KEY.into(), outcome.datapath.to_string())],
         stamp_other_config: other_config,
     }

@@ -135,6 +135,12 @@ pub struct OvsConfig {
     /// row, but that another tool already set to another value, is a conflict left alone
     /// (reported by `plan`, `status` and the log). `true` lets the config overwrite it.
     pub force_keys: bool,
+    /// Start on a conf.db with a damaged record that good records follow: ovsdb-server drops
+    /// them all, after a copy of the file is kept. Without it such a file is refused (exit 70).
+    pub recover_corrupt_db: bool,
+    /// Convert a conf.db of a newer schema (made by a newer OVS) down to the installed one,
+    /// after a backup. Without it such a file is refused (exit 70).
+    pub allow_db_downgrade: bool,
 }
 
 impl Default for OvsConfig {
@@ -150,6 +156,8 @@ impl Default for OvsConfig {
             instance: "default".into(),
             userspace_tso: true,
             force_keys: false,
+            recover_corrupt_db: false,
+            allow_db_downgrade: false,
         }
     }
 }

@@ -1,8 +1,12 @@
 //! The OVS database file: create it, check it, convert it to a newer schema after a backup.
 //!
 //! The database is never deleted, and never rewritten without a backup next to it. A file that
-//! `ovsdb-tool db-version` cannot read is refused and left byte for byte as it was.
+//! `ovsdb-tool db-version` cannot read is refused and left byte for byte as it was. So is a file
+//! with a damaged record that good records follow (ovsdb-server would drop them all: `dblog`),
+//! and one whose schema is newer than the installed one (converting it down drops columns),
+//! unless the config allows it; then a copy is kept first.
 
+use super::dblog;
 use super::reaper::Reaper;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +40,21 @@ pub enum Error {
         backup: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing to start: {path} is damaged at byte {offset} ({what}); ovsdb-server would drop that record and the {lost} after it: {summary}. The file was left untouched: restore it from a backup, or set [ovs] recover_corrupt_db = true to start from the records before the damage (a copy of the file is kept)")]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+        lost: usize,
+        summary: String,
+    },
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Downgrade(Box<Downgrade>),
     #[error("failed to convert {path} to schema {schema} (backup kept at {backup}): {ovs_error}")]
     Convert {
         path: PathBuf,
@@ -43,6 +62,29 @@ pub enum Error {
         backup: PathBuf,
         ovs_error: String,
     },
+}
+
+/// A database of a newer schema than the installed one, refused.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to start: {path} has schema version {db_version}, newer than version {schema_version} of the installed {schema}: converting it down would drop the columns and tables the older schema lacks. The file was left untouched: run the newer image again{older}, or set [ovs] allow_db_downgrade = true to convert it down (a copy is kept at {backup} first)")]
+pub struct Downgrade {
+    pub path: PathBuf,
+    pub db_version: String,
+    pub schema_version: String,
+    pub schema: PathBuf,
+    pub backup: PathBuf,
+    /// `, or restore <older backup>` when there is one.
+    pub older: String,
+}
+
+/// What the config allows `prepare` to do to a database it would otherwise refuse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Start on a file whose damaged record good ones follow (ovsdb-server drops them all),
+    /// after copying it aside.
+    pub recover_corrupt: bool,
+    /// Convert a database of a newer schema down to the installed one, after a backup.
+    pub allow_downgrade: bool,
 }
 
 /// What `prepare` did.
@@ -59,6 +101,7 @@ pub async fn prepare(
     reaper: &Reaper,
     db_dir: &Path,
     schema: &Path,
+    policy: Policy,
 ) -> Result<(Prepared, String), Error> {
     std::fs::create_dir_all(db_dir).map_err(|source| Error::CreateDir {
         dir: db_dir.to_path_buf(),
@@ -88,6 +131,7 @@ pub async fn prepare(
             path: db.clone(),
             ovs_error,
         })?;
+    check_records(&db, policy).await?;
     let needs = tool(
         reaper,
         &["needs-conversion", path_str(&db), path_str(schema)],
@@ -104,6 +148,16 @@ pub async fn prepare(
         "conf.db.backup-{current}-{}",
         timestamp(SystemTime::now())
     ));
+    if is_newer(&current, &schema_version) && !policy.allow_downgrade {
+        return Err(Error::Downgrade(Box::new(Downgrade {
+            path: db,
+            older: older_backups(db_dir, &schema_version),
+            db_version: current,
+            schema_version,
+            schema: schema.into(),
+            backup,
+        })));
+    }
     copy_synced(&db, &backup).map_err(|source| Error::Backup {
         path: db.clone(),
         backup: backup.clone(),
@@ -124,6 +178,100 @@ pub async fn prepare(
         },
         schema_version,
     ))
+}
+
+/// Reads every record as ovsdb-server will (off the runtime's thread: the file may be large).
+/// A torn last record is the normal trace of a crash: a copy is kept and ovsdb-server drops it.
+/// A damaged record with good ones after it is refused, unless the policy allows recovery.
+async fn check_records(db: &Path, policy: Policy) -> Result<(), Error> {
+    let path = db.to_path_buf();
+    let scan = tokio::task::spawn_blocking(move || -> std::io::Result<Option<dblog::Problem>> {
+        let data = std::fs::read(&path)?;
+        // A clustered database has its own record format, which ovsdb-server checks itself.
+        if data.starts_with(b"OVSDB CLUSTER ") {
+            return Ok(None);
+        }
+        Ok(dblog::scan(&data).problem)
+    })
+    .await
+    .map_err(|e| Error::Read {
+        path: db.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(|source| Error::Read {
+        path: db.to_path_buf(),
+        source,
+    })?;
+    let Some(problem) = scan else {
+        return Ok(());
+    };
+    if problem.offset == 0 {
+        return Err(Error::Corrupt {
+            path: db.to_path_buf(),
+            ovs_error: problem.what,
+        });
+    }
+    let summary = dblog::summary(&problem.later);
+    if !problem.is_torn_tail() && !policy.recover_corrupt {
+        return Err(Error::Damaged {
+            path: db.to_path_buf(),
+            offset: problem.offset,
+            what: problem.what,
+            lost: problem.later.len(),
+            summary,
+        });
+    }
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let copy = dir.join(format!("conf.db.damaged-{}", timestamp(SystemTime::now())));
+    copy_synced(db, &copy).map_err(|source| Error::Backup {
+        path: db.to_path_buf(),
+        backup: copy.clone(),
+        source,
+    })?;
+    if problem.is_torn_tail() {
+        tracing::warn!(
+            db = %db.display(), offset = problem.offset, bytes = problem.bytes_lost,
+            copy = %copy.display(), what = %problem.what,
+            "the last record of the database is incomplete or damaged (a write cut short by a crash): ovsdb-server will drop it; a copy of the file is kept"
+        );
+    } else {
+        tracing::warn!(
+            db = %db.display(), offset = problem.offset, bytes = problem.bytes_lost,
+            copy = %copy.display(), what = %problem.what,
+            "the database is damaged and [ovs] recover_corrupt_db is set: ovsdb-server will drop the damaged record and {summary}; a copy of the file is kept"
+        );
+    }
+    Ok(())
+}
+
+/// Whether version `a` ("x.y.z") is newer than `b`. Unreadable versions are not compared.
+fn is_newer(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    }
+}
+
+/// `, or restore <db_dir>/conf.db.backup-<v>-<time>` for the newest backup made at a version the
+/// installed schema reads without a downgrade; empty when there is none.
+fn older_backups(db_dir: &Path, schema_version: &str) -> String {
+    let Ok(entries) = std::fs::read_dir(db_dir) else {
+        return String::new();
+    };
+    let newest = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("conf.db.backup-")?;
+            let (version, time) = rest.rsplit_once('-')?;
+            (!is_newer(version, schema_version)).then(|| (time.to_string(), e.path()))
+        })
+        .max();
+    match newest {
+        Some((_, path)) => format!(", or restore {}", path.display()),
+        None => String::new(),
+    }
 }
 
 /// The schema's "version" member, read directly: a subprocess here would sit on the start path.
@@ -219,6 +367,35 @@ mod tests {
         std::fs::write(&path, "{}").unwrap();
         assert!(schema_version(&path).unwrap_err().contains("version"));
         assert!(schema_version(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert!(is_newer("8.10.0", "8.3.1"));
+        assert!(is_newer("8.3.2", "8.3.1"));
+        assert!(is_newer("9.0.0", "8.99.99"));
+        assert!(!is_newer("8.3.1", "8.3.1"));
+        assert!(!is_newer("8.2.0", "8.3.1"));
+        assert!(!is_newer("x.y", "8.3.1"));
+    }
+
+    #[test]
+    fn the_newest_readable_backup_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(older_backups(dir.path(), "8.3.1"), "");
+        for name in [
+            "conf.db.backup-8.3.0-20250101T000000Z",
+            "conf.db.backup-8.3.1-20260101T000000Z",
+            "conf.db.backup-8.9.0-20270101T000000Z",
+            "conf.db.damaged-20280101T000000Z",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let text = older_backups(dir.path(), "8.3.1");
+        assert!(
+            text.ends_with("conf.db.backup-8.3.1-20260101T000000Z"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod backoff;
 mod daemon;
 mod daemon_log;
 mod db;
+mod dblog;
 mod exit;
 mod health;
 mod init;
@@ -20,7 +21,7 @@ mod state;
 
 pub use daemon::{args as daemon_args, Daemon, Layout};
 pub use daemon_log::{parse_line, LogLine};
-pub use db::Prepared;
+pub use db::{Policy as DbPolicy, Prepared};
 pub use exit::ExitStatus;
 pub use logsink::{
     lines_dropped_total as log_lines_dropped_total, report_with_tracing, FlushGuard,
@@ -83,6 +84,8 @@ pub struct Settings {
     /// /proc, to tell a live daemon from a stale pidfile.
     pub proc_root: PathBuf,
     pub timing: SupervisorConfig,
+    /// What may be done to a damaged or newer database.
+    pub db_policy: DbPolicy,
     /// external_ids and other_config keys stamped on the Open_vSwitch row before vswitchd starts.
     pub stamp_external_ids: Vec<(String, String)>,
     pub stamp_other_config: Vec<(String, String)>,
@@ -115,7 +118,7 @@ pub async fn run(
     }
     // Independent subprocesses, run side by side: both sit on the start path.
     let (prepared, ovs_version) = tokio::join!(
-        db::prepare(reaper, &layout.db_dir, &settings.schema),
+        db::prepare(reaper, &layout.db_dir, &settings.schema, settings.db_policy),
         ovs_version(reaper)
     );
     let (prepared, db_version) = prepared?;
