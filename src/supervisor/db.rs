@@ -103,9 +103,11 @@ pub async fn prepare(
     schema: &Path,
     policy: Policy,
 ) -> Result<(Prepared, String), Error> {
-    std::fs::create_dir_all(db_dir).map_err(|source| Error::CreateDir {
-        dir: db_dir.to_path_buf(),
-        source,
+    super::files::create_dir(db_dir, super::files::DB_DIR_MODE).map_err(|source| {
+        Error::CreateDir {
+            dir: db_dir.to_path_buf(),
+            source,
+        }
     })?;
     let db = db_dir.join("conf.db");
     let schema_version = schema_version(schema).map_err(|why| Error::Create {

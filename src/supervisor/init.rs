@@ -175,10 +175,25 @@ fn system_id(db_dir: &Path, in_db: Option<&str>) -> Result<String, Error> {
         })?,
     };
     let tmp = db_dir.join(".system-id.conf.tmp");
-    std::fs::write(&tmp, format!("{id}\n"))
+    write_file(&tmp, format!("{id}\n").as_bytes(), 0o644)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|source| Error::WriteSystemId { path, source })?;
     Ok(id)
+}
+
+/// Writes `data` to a new (or truncated) file created with `mode`, whatever the umask says.
+fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    // The mode given at creation is filtered by the umask, and an older file keeps its own.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(data)
 }
 
 /// A random (version 4) UUID from the kernel.
@@ -199,6 +214,21 @@ mod tests {
         assert_eq!(m.get("system-id"), Some(&json!("x")));
         assert_eq!(encode_map(&m), v);
         assert!(decode_map(&json!(["set", []])).is_empty());
+    }
+
+    #[test]
+    fn system_id_conf_is_0644_whatever_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(".system-id.conf.tmp");
+        std::fs::write(&tmp, "old").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        system_id(dir.path(), None).unwrap();
+        let mode = std::fs::metadata(dir.path().join("system-id.conf"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
     }
 
     #[test]

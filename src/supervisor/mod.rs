@@ -10,6 +10,7 @@ mod daemon_log;
 mod db;
 mod dblog;
 mod exit;
+mod files;
 mod health;
 mod init;
 mod lifecycle;
@@ -109,7 +110,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let reaper = Reaper::get().map_err(Error::Reaper)?;
     let layout = &settings.layout;
-    std::fs::create_dir_all(&layout.run_dir).map_err(|source| Error::RunDir {
+    files::tighten_umask();
+    files::create_dir(&layout.run_dir, files::RUN_DIR_MODE).map_err(|source| Error::RunDir {
         path: layout.run_dir.clone(),
         source,
     })?;

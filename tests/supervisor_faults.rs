@@ -1,0 +1,97 @@
+//! Tier 2: the supervisor under an unlucky environment (issue 13): a permissive umask, signals
+//! before it is up, and one exit code per cause. Real daemons through the binary, each test in
+//! its own network namespace and temp dir.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+const NETDEV: &str = "datapath = \"netdev\"\n";
+
+/// A bridge with an addressed internal port: the appliance records the address in db_dir.
+const BRIDGE: &str = r#"
+[[bridges]]
+name = "br-um"
+  [[bridges.ports]]
+  name = "um0"
+  type = "internal"
+  addresses = ["192.0.2.1/24"]
+"#;
+
+/// Starts `run` with umask 000, as a careless init system or shell would.
+fn start_with_umask_000(app: &mut Appliance) {
+    let log = fs::File::create(app.log_path()).unwrap();
+    let mut cmd = app.command(&[], "run");
+    // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    app.child = Some(child);
+}
+
+/// Issue 13, item 7.
+#[test]
+fn under_umask_000_nothing_is_writable_by_others() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(&format!("{NETDEV}{BRIDGE}"));
+    start_with_umask_000(&mut app);
+    app.wait_ready();
+    let record = app.db_dir().join("ovs-appliance-addresses.json");
+    wait_for(Duration::from_secs(20), "the addresses record", || {
+        record.exists().then_some(())
+    });
+    let mut seen = Vec::new();
+    for dir in [app.run_dir(), app.db_dir()] {
+        seen.push(dir.clone());
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            seen.push(entry.path());
+        }
+    }
+    let mut loose = Vec::new();
+    for path in &seen {
+        let meta = fs::symlink_metadata(path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let kind = if meta.file_type().is_socket() {
+            "socket"
+        } else if meta.is_dir() {
+            "dir"
+        } else {
+            "file"
+        };
+        eprintln!("{mode:03o} {kind} {}", path.display());
+        if mode & 0o022 != 0 {
+            loose.push(format!("{mode:03o} {}", path.display()));
+        }
+    }
+    for name in ["system-id.conf", "conf.db"] {
+        assert!(seen.contains(&app.db_dir().join(name)), "{name} checked");
+    }
+    for name in ["ovsdb-server.pid", "ovs-vswitchd.pid", "db.sock"] {
+        assert!(seen.contains(&app.run_dir().join(name)), "{name} checked");
+    }
+    assert!(seen.contains(&record));
+    assert!(loose.is_empty(), "writable by group or others: {loose:#?}");
+    assert_eq!(mode_of(&app.run_dir()), 0o755);
+    assert_eq!(mode_of(&app.db_dir()), 0o750);
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
