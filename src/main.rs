@@ -85,6 +85,8 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    // First: `run` handles SIGHUP, SIGINT and SIGTERM; until it can, they wait.
+    let held = app::hold_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -96,6 +98,8 @@ fn main() -> ExitCode {
     // `run` logs to stdout (one stream for `docker logs`); the other commands print their
     // answer there, so their logs go to stderr.
     let to_stdout = matches!(cli.command, None | Some(Command::Run));
+    // The other commands take signals as any program does.
+    let held = to_stdout.then_some(held);
     // Held to the end of main: what is still queued is written before the exit (briefly).
     let _flush = match init_tracing(cli.log_format, to_stdout) {
         Ok(guard) => guard,
@@ -114,7 +118,7 @@ fn main() -> ExitCode {
     );
     let config = cli.config.as_deref();
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => app::run(config, &paths),
+        Command::Run => app::run(config, &paths, held.unwrap_or_else(app::hold_signals)),
         Command::Check => app::check(config, &paths),
         Command::Validate => app::validate(config).map(|_| println!("config is valid")),
         Command::Plan { json } => app::plan(config, &paths.kernel, json),

@@ -224,7 +224,7 @@ fn refuses_to_start_beside_a_live_instance_on_the_same_run_dir() {
     let Some(mut first) = appliance() else { return };
     first.start_ready();
     let out = first.oneshot(&[], "run");
-    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("already running"), "{text}");
     first.wait_ready();

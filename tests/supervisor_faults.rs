@@ -95,3 +95,98 @@ fn under_umask_000_nothing_is_writable_by_others() {
 fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
+
+/// Waits until the appliance's process runs our binary past Rust's runtime start (which ignores
+/// SIGPIPE before `main`): from there on a signal must be handled, not fatal.
+fn wait_until_in_main(pid: u32) {
+    wait_for(Duration::from_secs(10), "the binary to start", || {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+        let ignored = u64::from_str_radix(ignored.trim(), 16).ok()?;
+        let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+        (comm.trim() == "ovs-appliance" && ignored & sigpipe != 0).then_some(())
+    });
+}
+
+fn start_logged(app: &mut Appliance) {
+    let log = fs::File::create(app.log_path()).unwrap();
+    let child = app
+        .command(&[], "run")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    app.child = Some(child);
+}
+
+/// Issue 13, item 8: signal handling is in place before anything else.
+#[test]
+fn a_sighup_at_once_after_start_is_a_reload_not_death() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    start_logged(&mut app);
+    wait_until_in_main(app.appliance_pid());
+    for _ in 0..20 {
+        app.signal(nix::sys::signal::Signal::SIGHUP);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    app.wait_ready();
+    assert!(app.still_running());
+    let log = app.log();
+    assert!(log.contains("config reload requested"), "{log}");
+}
+
+#[test]
+fn a_sigterm_at_once_after_start_is_a_clean_stop() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(NETDEV);
+    start_logged(&mut app);
+    wait_until_in_main(app.appliance_pid());
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = app.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", app.log());
+    assert!(app.pid("ovsdb-server").is_none() && app.pid("ovs-vswitchd").is_none());
+}
+
+/// Issue 13, item 8: one exit code per cause.
+#[test]
+fn a_missing_schema_exits_69_naming_it() {
+    if !require_real_ovs() {
+        return;
+    }
+    let app = Appliance::new(&format!(
+        "{NETDEV}schema = \"/nonexistent/vswitch.ovsschema\"\n"
+    ));
+    let out = app.oneshot(&[], "run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(69), "{text}");
+    assert!(text.contains("/nonexistent/vswitch.ovsschema"), "{text}");
+}
+
+#[test]
+fn a_directory_as_system_id_conf_exits_73_before_any_daemon_starts() {
+    if !require_real_ovs() {
+        return;
+    }
+    let app = Appliance::new(NETDEV);
+    fs::create_dir_all(app.db_dir().join("system-id.conf")).unwrap();
+    let started = std::time::Instant::now();
+    let out = app.oneshot(&[], "run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(73), "{text}");
+    assert!(
+        text.contains("system-id.conf is not a regular file"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("started daemon"),
+        "no daemon started: {text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

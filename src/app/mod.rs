@@ -9,6 +9,7 @@ mod signals;
 pub use commands::{apply, plan, status};
 pub use deploy::{healthcheck, ignition};
 pub use http_probe::{DEFAULT_URL as DEFAULT_HEALTH_URL, TIMEOUT as HEALTH_TIMEOUT};
+pub use signals::{hold as hold_signals, Held};
 
 use crate::config::{self, BridgeDatapath, Config};
 use crate::metrics::Metrics;
@@ -50,13 +51,27 @@ impl Error {
             Self::Preflight(e) => e.exit_code(),
             Self::Supervisor(e) => e.exit_code(),
             Self::Runtime(_) => 70,
-            Self::Reconcile(reconcile::Error::Connect(_)) => 69,
+            Self::Reconcile(e) if peer_unavailable(e) => 69,
             Self::Reconcile(_) => 70,
             Self::Usage(_) => 64,
             Self::Unhealthy(_) => 1,
             Self::NothingListens { .. } => 69,
         }
     }
+}
+
+/// An OVS daemon that cannot be reached or did not answer in time is one cause, whichever call
+/// found it: connecting, a later call, or ovs-vswitchd applying a change.
+fn peer_unavailable(e: &reconcile::Error) -> bool {
+    use crate::ovsdb::Error as Db;
+    matches!(
+        e,
+        reconcile::Error::Connect(_)
+            | reconcile::Error::NotApplied { .. }
+            | reconcile::Error::Ovsdb(
+                Db::Connect { .. } | Db::Io(_) | Db::Disconnected { .. } | Db::Timeout { .. }
+            )
+    )
 }
 
 /// `validate`: parse and check the config only.
@@ -95,8 +110,19 @@ pub const DATAPATH_KEY: &str = "ovs-appliance-datapath";
 pub const ADDRESS_RECORD: &str = "ovs-appliance-addresses.json";
 
 /// `run`: preflight, then supervise OVS, keep the config applied and serve metrics until
-/// SIGTERM or SIGINT.
-pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
+/// SIGTERM or SIGINT. `held` are the signals blocked since main began: released once their
+/// handlers exist, before anything else, so a signal at any moment is handled.
+pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let (shutdown, reload) = {
+        let _context = runtime.enter();
+        let shutdown = signals::shutdown().map_err(Error::Runtime)?;
+        (shutdown, signals::reload().map_err(Error::Runtime)?)
+    };
+    drop(held);
     let config = Config::load(config_path)?;
     let outcome = preflight::run(&config.ovs, paths)?;
     for finding in &outcome.findings {
@@ -126,13 +152,7 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
         retry: Duration::from_secs(1),
         telemetry: metrics.telemetry(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
     runtime.block_on(async {
-        let shutdown = signals::shutdown().map_err(Error::Runtime)?;
-        let reload = signals::reload().map_err(Error::Runtime)?;
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(0);
         tokio::spawn(metrics.run());
         let record = config.ovs.db_dir.join(ADDRESS_RECORD);
@@ -233,4 +253,32 @@ pub fn host_paths(
     paths.dev = dev.unwrap_or(paths.dev);
     paths.modprobe = modprobe.unwrap_or(paths.modprobe);
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_unanswering_peer_is_69_whichever_call_found_it() {
+        let timeout = crate::ovsdb::Error::Timeout {
+            method: "transact".into(),
+            after: Duration::from_secs(5),
+        };
+        let cases = [
+            reconcile::Error::Connect("timed out".into()),
+            reconcile::Error::Ovsdb(timeout),
+            reconcile::Error::NotApplied {
+                next_cfg: 2,
+                cur_cfg: 1,
+                timeout: Duration::from_secs(30),
+            },
+        ];
+        for e in cases {
+            assert_eq!(Error::Reconcile(e).exit_code(), 69);
+        }
+        let contended = reconcile::Error::Contended { attempts: 5 };
+        assert_eq!(Error::Reconcile(contended).exit_code(), 70);
+    }
 }

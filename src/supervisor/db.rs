@@ -28,6 +28,8 @@ pub enum Error {
     },
     #[error("refusing to start: the OVS database {path} cannot be read ({ovs_error}); it was left untouched: restore it from a backup or move it away")]
     Corrupt { path: PathBuf, ovs_error: String },
+    #[error("failed to read the OVS schema {schema}: {reason}; the openvswitch-switch package installs it (or set [ovs] schema)")]
+    Schema { schema: PathBuf, reason: String },
     #[error("failed to create the OVS database {path} from {schema}: {ovs_error}")]
     Create {
         path: PathBuf,
@@ -62,6 +64,19 @@ pub enum Error {
         backup: PathBuf,
         ovs_error: String,
     },
+}
+
+impl Error {
+    /// 69: OVS itself is missing a part (ovsdb-tool, the schema); 73: a file cannot be made;
+    /// 70: the database cannot be used as it is.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Schema { .. } => 69,
+            Self::Tool { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 69,
+            Self::CreateDir { .. } | Self::Backup { .. } => 73,
+            _ => 70,
+        }
+    }
 }
 
 /// A database of a newer schema than the installed one, refused.
@@ -110,10 +125,9 @@ pub async fn prepare(
         }
     })?;
     let db = db_dir.join("conf.db");
-    let schema_version = schema_version(schema).map_err(|why| Error::Create {
-        path: db.clone(),
+    let schema_version = schema_version(schema).map_err(|reason| Error::Schema {
         schema: schema.into(),
-        ovs_error: why,
+        reason,
     })?;
     if !db.exists() {
         if let Err(ovs_error) = tool(reaper, &["create", path_str(&db), path_str(schema)]).await? {

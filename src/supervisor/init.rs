@@ -21,6 +21,23 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} is not a regular file: remove it (the system-id is kept in the database too)")]
+    NotAFile { path: PathBuf },
+}
+
+/// Checks, before any daemon starts, that system-id.conf can be read: a directory there made
+/// every start of ovsdb-server fail at the row's initialisation, restarting it until the
+/// restart budget ran out (issue 13).
+pub fn check_system_id_file(db_dir: &Path) -> Result<(), Error> {
+    let path = db_dir.join("system-id.conf");
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::ReadSystemId { path, source }),
+        Ok(meta) if !meta.is_file() => Err(Error::NotAFile { path }),
+        Ok(_) => std::fs::read(&path)
+            .map(|_| ())
+            .map_err(|source| Error::ReadSystemId { path, source }),
+    }
 }
 
 /// What the row is stamped with.
@@ -214,6 +231,18 @@ mod tests {
         assert_eq!(m.get("system-id"), Some(&json!("x")));
         assert_eq!(encode_map(&m), v);
         assert!(decode_map(&json!(["set", []])).is_empty());
+    }
+
+    #[test]
+    fn a_directory_as_system_id_conf_is_found_before_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_system_id_file(dir.path()).is_ok());
+        std::fs::write(dir.path().join("system-id.conf"), "x\n").unwrap();
+        assert!(check_system_id_file(dir.path()).is_ok());
+        std::fs::remove_file(dir.path().join("system-id.conf")).unwrap();
+        std::fs::create_dir(dir.path().join("system-id.conf")).unwrap();
+        let err = check_system_id_file(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::NotAFile { .. }), "{err}");
     }
 
     #[test]

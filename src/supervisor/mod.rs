@@ -49,6 +49,8 @@ pub enum Error {
     Stale(#[from] stale::Error),
     #[error(transparent)]
     Db(#[from] db::Error),
+    #[error(transparent)]
+    SystemIdFile(init::Error),
     #[error("failed to read the OVS version from `ovs-vswitchd --version`: {0}")]
     Version(String),
     #[error("failed to start {daemon}: {source}")]
@@ -66,11 +68,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// The sysexits code for this failure.
+    /// The sysexits code for this failure, one per cause (README's table): 69 a part of OVS
+    /// is missing, 73 a file or directory cannot be made, 75 another OVS runs on run_dir (try
+    /// again once it stopped), 70 the database cannot be used as it is, the daemons keep
+    /// failing, or an internal error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 69,
-            _ => 70,
+            Self::Version(_) => 69,
+            Self::Stale(stale::Error::AlreadyRunning { .. }) => 75,
+            Self::Stale(stale::Error::Remove { .. }) | Self::RunDir { .. } => 73,
+            Self::SystemIdFile(_) => 73,
+            Self::Db(e) => e.exit_code(),
+            Self::Reaper(_) | Self::Spawn { .. } | Self::RestartLoop { .. } => 70,
         }
     }
 }
@@ -124,6 +134,7 @@ pub async fn run(
         ovs_version(reaper)
     );
     let (prepared, db_version) = prepared?;
+    init::check_system_id_file(&layout.db_dir).map_err(Error::SystemIdFile)?;
     let ovs_version = ovs_version?;
     match &prepared {
         Prepared::Created => {
@@ -175,4 +186,77 @@ fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as Io, ErrorKind};
+
+    #[test]
+    fn each_cause_has_one_exit_code() {
+        let p = PathBuf::from("/x");
+        let cases: Vec<(Error, u8)> = vec![
+            (
+                Error::Stale(stale::Error::AlreadyRunning {
+                    daemon: "ovsdb-server",
+                    pid: 7,
+                    run_dir: p.clone(),
+                }),
+                75,
+            ),
+            (
+                Error::Db(db::Error::Schema {
+                    schema: p.clone(),
+                    reason: "No such file or directory".into(),
+                }),
+                69,
+            ),
+            (
+                Error::Db(db::Error::Tool {
+                    what: "db-version".into(),
+                    source: Io::from(ErrorKind::NotFound),
+                }),
+                69,
+            ),
+            (
+                Error::Spawn {
+                    daemon: "ovs-vswitchd",
+                    source: Io::from(ErrorKind::NotFound),
+                },
+                69,
+            ),
+            (Error::Version("exit 127".into()), 69),
+            (
+                Error::SystemIdFile(init::Error::NotAFile { path: p.clone() }),
+                73,
+            ),
+            (
+                Error::RunDir {
+                    path: p.clone(),
+                    source: Io::from(ErrorKind::PermissionDenied),
+                },
+                73,
+            ),
+            (
+                Error::Db(db::Error::Corrupt {
+                    path: p.clone(),
+                    ovs_error: "x".into(),
+                }),
+                70,
+            ),
+            (
+                Error::RestartLoop {
+                    daemon: "ovs-vswitchd",
+                    restarts: 6,
+                    window: Duration::from_secs(300),
+                    why: "killed by SIGABRT".into(),
+                },
+                70,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+    }
 }
