@@ -16,6 +16,7 @@ mod init;
 mod lifecycle;
 mod logsink;
 mod reaper;
+mod repeats;
 mod spawn;
 mod stale;
 mod state;
