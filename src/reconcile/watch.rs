@@ -78,12 +78,19 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
     let mut errors = InterfaceErrors::default();
     let mut conflicts = Conflicts::default();
     let mut dirty = Some(Cause::Start);
+    // A failed pass is retried on a timer of its own, backing off, whether or not the database
+    // changes meanwhile (an idle database sends nothing that would wake the loop).
+    let mut failures = 0u32;
+    let mut retry_at: Option<Instant> = None;
     loop {
-        if let Some(cause) = dirty.take() {
+        let due = retry_at.is_none_or(|at| at <= Instant::now());
+        if let Some(cause) = dirty.take_if(|_| due) {
             let began = Instant::now();
             let outcome = match reconcile_once(&mut session, &desired, settings.apply_timeout).await
             {
                 Ok(applied) => {
+                    failures = 0;
+                    retry_at = None;
                     conflicts.report(&applied.plan.conflicts);
                     report(&applied, cause);
                     after.after_pass(&session, &desired).await;
@@ -97,9 +104,11 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                     }
                 }
                 Err(e) => {
-                    error!(%e, "reconcile pass failed; retrying");
+                    failures += 1;
+                    let delay = retry_delay(settings.retry, failures);
+                    error!(%e, retry_in = ?delay, failures, "reconcile pass failed; retrying");
                     telemetry.converged(false, 0);
-                    tokio::time::sleep(settings.retry).await;
+                    retry_at = Some(Instant::now() + delay);
                     // A retry keeps the cause: a failed repair is still a repair.
                     dirty = Some(cause);
                     PassOutcome::Failed
@@ -119,7 +128,9 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
             }
         }
         let publish = session.publish_due();
+        let retry = retry_at.filter(|_| dirty.is_some());
         let wake = tokio::select! {
+            () = sleep_until(retry), if retry.is_some() => Wake::Nothing,
             () = sleep_until(publish), if publish.is_some() => {
                 session.publish_now();
                 Wake::Nothing
@@ -146,6 +157,8 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                     info!("config reloaded");
                     desired = new;
                     session.set_interest(&desired);
+                    // A new config is worth trying at once, whatever failed before.
+                    retry_at = None;
                     Wake::Pass(Cause::Reload)
                 }
                 Err(e) => { error!("config reload refused, keeping the running state: {e}"); Wake::Nothing }
@@ -175,6 +188,14 @@ enum Wake {
     Pass(Cause),
     Status,
     Nothing,
+}
+
+/// How long to wait before retrying after `failures` failed passes in a row: `base`, doubling,
+/// at most 30 s.
+fn retry_delay(base: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    base.saturating_mul(1 << doublings)
+        .min(Duration::from_secs(30))
 }
 
 /// Conflicts are logged when they appear and when they clear, not at every pass: a key another
@@ -212,5 +233,18 @@ fn report(applied: &Applied, cause: Cause) {
         info!(changes = ?changes, committed_ms = ms(applied.committed), applied_ms = ms(applied.applied), "config applied");
     } else {
         warn!(changes = ?changes, applied_ms = ms(applied.applied), "drift repaired");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_pass_is_retried_backing_off_to_30_seconds() {
+        let s = Duration::from_secs;
+        let delays: Vec<Duration> = (1..=8).map(|n| retry_delay(s(1), n)).collect();
+        assert_eq!(delays, [s(1), s(2), s(4), s(8), s(16), s(30), s(30), s(30)]);
+        assert_eq!(retry_delay(s(1), u32::MAX), s(30));
     }
 }
