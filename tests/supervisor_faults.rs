@@ -190,3 +190,87 @@ fn a_directory_as_system_id_conf_exits_73_before_any_daemon_starts() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Starts `run` with the open-file limit at `soft`:`hard`, as `ulimit -n` or a runtime would.
+fn start_with_nofile(app: &mut Appliance, soft: u64, hard: u64) {
+    let log = fs::File::create(app.log_path()).unwrap();
+    let mut cmd = app.command(&[], "run");
+    // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    app.child = Some(child);
+}
+
+fn many_ports(n: usize) -> String {
+    let mut toml = String::from("[[bridges]]\nname = \"br-fd\"\n");
+    for i in 0..n {
+        toml.push_str(&format!(
+            "  [[bridges.ports]]\n  name = \"fd{i}\"\n  type = \"internal\"\n"
+        ));
+    }
+    toml
+}
+
+/// Issue 13, item 6: `ulimit -n 64` with 200 ports made ovs-vswitchd abort in a loop.
+#[test]
+fn a_low_open_file_limit_is_raised_as_far_as_the_hard_limit_allows() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(&format!("{NETDEV}{}", many_ports(200)));
+    start_with_nofile(&mut app, 64, 8192);
+    app.wait_ready();
+    let pid = app.pid("ovs-vswitchd").unwrap();
+    wait_for(Duration::from_secs(60), "200 ports with an ofport", || {
+        assert!(app.still_running(), "appliance exited:\n{}", app.log());
+        let ofports = app.vsctl_stdout(&["--columns=ofport", "list", "Interface"]);
+        let up = ofports
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .filter(|v| v.trim().parse::<i64>().is_ok_and(|p| p > 0))
+            .count();
+        (up >= 201).then_some(())
+    });
+    assert_eq!(
+        app.pid("ovs-vswitchd"),
+        Some(pid),
+        "not restarted:\n{}",
+        app.log()
+    );
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(open.contains("8192"), "{open}");
+    assert!(app.log().contains("raised from 64"), "{}", app.log());
+
+    // With the hard limit as low, `check` names the flag that fixes it.
+    let out = app
+        .command(&["sh"], "check")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&out).contains("--ulimit nofile"));
+    let mut cmd = app.command(&[], "check");
+    // SAFETY: as above.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 64, 64)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    assert!(out.contains("WARN open files: limit 64"), "{out}");
+    assert!(out.contains("--ulimit nofile=65535:65535"), "{out}");
+}

@@ -87,6 +87,14 @@ pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error>
             for finding in &outcome.findings {
                 println!("{finding}");
             }
+            // What `run` would make of the open-file limit (check itself changes nothing).
+            if let Ok((soft, hard)) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            {
+                let after = preflight::limits::raised((soft, hard));
+                let need = preflight::limits::needed_for(&config);
+                println!("{}", preflight::limits::finding((soft, hard), after, need));
+            }
             println!(
                 "ok   ready: datapath {}, mlockall {}, nice {}",
                 outcome.datapath,
@@ -130,6 +138,18 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<
             Level::Ok => tracing::info!("preflight: {}", finding.message),
             Level::Warn => tracing::warn!("preflight: {}", finding.message),
         }
+    }
+    // Before any daemon starts: they inherit it.
+    match preflight::limits::raise() {
+        Ok((before, after)) => {
+            let finding =
+                preflight::limits::finding(before, after, preflight::limits::needed_for(&config));
+            match finding.level {
+                Level::Ok => tracing::info!("preflight: {}", finding.message),
+                Level::Warn => tracing::warn!("preflight: {}", finding.message),
+            }
+        }
+        Err(e) => tracing::warn!("preflight: the open-file limit could not be read or raised: {e}"),
     }
     become_subreaper();
     let settings = settings(&config, &outcome, paths);

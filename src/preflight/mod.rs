@@ -5,6 +5,7 @@
 
 mod caps;
 mod host;
+pub mod limits;
 mod module;
 
 pub use self::caps::{flag_for, Privileges};
