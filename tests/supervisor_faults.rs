@@ -107,6 +107,10 @@ fn wait_until_in_main(pid: u32) {
         let sigpipe = 1u64 << (libc::SIGPIPE - 1);
         (comm.trim() == "ovs-appliance" && ignored & sigpipe != 0).then_some(())
     });
+    // The runtime ignores SIGPIPE a few instructions before `main`, whose first act blocks
+    // SIGHUP and SIGTERM: a signal sent in between killed the process once under load. 2 ms
+    // covers that gap and is still well inside the ~5 ms before the handlers used to exist.
+    std::thread::sleep(Duration::from_millis(2));
 }
 
 fn start_logged(app: &mut Appliance) {
@@ -273,4 +277,107 @@ fn a_low_open_file_limit_is_raised_as_far_as_the_hard_limit_allows() {
     let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
     assert!(out.contains("WARN open files: limit 64"), "{out}");
     assert!(out.contains("--ulimit nofile=65535:65535"), "{out}");
+}
+
+/// The processes whose parent is `ppid`.
+fn children(ppid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == ppid)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Issue 13, item 4: liveness was judged by `/proc/<pid>/comm`, so an appliance in another PID
+/// namespace on the same run_dir was invisible, and a second one removed its files and started.
+#[test]
+fn a_second_appliance_in_another_pid_namespace_refuses_the_same_run_dir() {
+    if !require_real_ovs_and(&["unshare"]) {
+        return;
+    }
+    let mut app = Appliance::new(&format!("{NETDEV}{BRIDGE}"));
+    let in_own_pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", "sh"];
+    let log = fs::File::create(app.log_path()).unwrap();
+    let child = app
+        .command(&in_own_pid_ns, "run")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let unshare = child.id() as i32;
+    app.child = Some(child);
+    // The appliance is PID 1 of its namespace: here, the child of `unshare`. Stopping it ends
+    // its namespace, daemons included.
+    struct Stop(i32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            for pid in children(self.0) {
+                kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            for pid in children(self.0) {
+                kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    let _stop = Stop(unshare);
+    wait_for(
+        Duration::from_secs(30),
+        "the first appliance's bridge",
+        || {
+            let snoop = app.run_dir().join("br-um.snoop");
+            (app.vsctl_ok(&["br-exists", "br-um"]) && snoop.exists()).then_some(())
+        },
+    );
+    let before: Vec<String> = {
+        let mut names: Vec<String> = fs::read_dir(app.run_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(before.iter().any(|n| n == "ovs-vswitchd.pid"), "{before:?}");
+
+    // A second appliance, in a PID namespace of its own, on the same config and run_dir.
+    let second = app
+        .command(&in_own_pid_ns, "run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // If it starts instead of refusing, it too is stopped through its namespace's PID 1.
+    let _stop_second = Stop(second.id() as i32);
+    let mut second = Some(second);
+    let status = wait_for(
+        Duration::from_secs(60),
+        "the second appliance to exit",
+        || second.as_mut().unwrap().try_wait().unwrap(),
+    );
+    let out = second.take().unwrap().wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status.code(), Some(75), "{text}");
+    assert!(text.contains("already running"), "{text}");
+    let after: Vec<String> = {
+        let mut names: Vec<String> = fs::read_dir(app.run_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(after, before, "the first appliance's files were touched");
+    assert!(
+        app.vsctl_ok(&["br-exists", "br-um"]),
+        "the first still answers"
+    );
+    // `status` finds it running although its pids are not ours to see.
+    let status = String::from_utf8_lossy(&app.oneshot(&[], "status").stdout).into_owned();
+    assert!(status.contains("ovs-vswitchd: running"), "{status}");
 }

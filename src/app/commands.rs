@@ -129,11 +129,10 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         let pid = std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok());
-        let alive = pid.is_some_and(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == daemon)
-        });
-        match (pid, alive) {
-            (Some(p), true) => println!("{daemon}: running (pid {p})"),
+        // The daemon's lock on its pidfile, not /proc: it may run in another PID namespace.
+        match (pid, crate::supervisor::pidfile_held(&pidfile)) {
+            (Some(p), true) => println!("{daemon}: running (pid {p} in its PID namespace)"),
+            (None, true) => println!("{daemon}: running"),
             _ => println!("{daemon}: not running"),
         }
     }

@@ -3,7 +3,7 @@
 use super::reaper::{Reaper, Spawned};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Which daemon.
@@ -125,16 +125,6 @@ pub fn spawn(
     Ok(spawned)
 }
 
-/// Whether `pid` is alive and is the named daemon (a stale pidfile may name a reused pid).
-pub fn is_daemon_alive(proc_root: &Path, pid: i32, daemon: Daemon) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
-        .map(|comm| comm.trim() == daemon.name())
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,19 +174,7 @@ mod tests {
     fn control_socket_uses_ovs_default_name() {
         assert_eq!(
             layout().ctl_socket(Daemon::Vswitchd, 42),
-            Path::new("/run/ovs/ovs-vswitchd.42.ctl")
+            std::path::Path::new("/run/ovs/ovs-vswitchd.42.ctl")
         );
-    }
-
-    #[test]
-    fn liveness_checks_the_program_name() {
-        let me = std::process::id() as i32;
-        assert!(!is_daemon_alive(Path::new("/proc"), me, Daemon::Vswitchd));
-        assert!(!is_daemon_alive(Path::new("/proc"), 0, Daemon::Vswitchd));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("77")).unwrap();
-        std::fs::write(dir.path().join("77/comm"), "ovs-vswitchd\n").unwrap();
-        assert!(is_daemon_alive(dir.path(), 77, Daemon::Vswitchd));
-        assert!(!is_daemon_alive(dir.path(), 77, Daemon::OvsdbServer));
     }
 }

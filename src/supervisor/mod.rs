@@ -30,6 +30,7 @@ pub use logsink::{
     Limits as LogLimits, LogSink,
 };
 pub use reaper::Reaper;
+pub use stale::locked as pidfile_held;
 pub use state::{DaemonState, State, StateRx, StateTx};
 
 use crate::config::SupervisorConfig;
@@ -203,6 +204,7 @@ mod tests {
                     daemon: "ovsdb-server",
                     pid: 7,
                     run_dir: p.clone(),
+                    what: p.clone(),
                 }),
                 75,
             ),

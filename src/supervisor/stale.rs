@@ -1,18 +1,21 @@
 //! Leftovers of a killed container: pidfiles, control sockets and the database lock file.
 //!
-//! Removed only when the pid they name is not a live instance of that daemon; a live one means
-//! another appliance already runs on this run_dir, and we refuse to start beside it.
+//! Removed only when no live daemon holds them (see [`clean`]); a live one means another
+//! appliance, or the distribution's OVS, already runs on this run_dir, and we refuse to start
+//! beside it.
 
-use super::daemon::{is_daemon_alive, Daemon, Layout};
+use super::daemon::{Daemon, Layout};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{daemon} (pid {pid}) is already running with run_dir {run_dir}: stop it or give this appliance another run_dir")]
+    #[error("{daemon} (pidfile says pid {pid}; it may be in another container's PID namespace) is already running with run_dir {run_dir} ({what} is held): stop it or give this appliance another run_dir")]
     AlreadyRunning {
         daemon: &'static str,
         pid: i32,
         run_dir: PathBuf,
+        /// The lock or socket that showed it.
+        what: PathBuf,
     },
     #[error("failed to remove stale {path}: {source}")]
     Remove {
@@ -22,32 +25,71 @@ pub enum Error {
 }
 
 /// Removes what dead instances of the daemons left; returns the paths removed.
-pub fn clean(layout: &Layout, proc_root: &Path) -> Result<Vec<PathBuf>, Error> {
+///
+/// Liveness is judged as OVS judges it, not by `/proc/<pid>`: a daemon holds an fcntl lock on
+/// its pidfile (and ovsdb-server one on the database's lock file) for as long as it lives, in
+/// whatever PID namespace it runs, and a dead one (a zombie included) holds none; a socket is
+/// live when it accepts a connection. A pid read from a pidfile means nothing in another
+/// container's PID namespace, so it is only reported. Nothing live is unlinked.
+pub fn clean(layout: &Layout, _proc_root: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
+    let busy = |daemon: Daemon, what: PathBuf| Error::AlreadyRunning {
+        daemon: daemon.name(),
+        pid: read_pid(&layout.pidfile(daemon)).unwrap_or(0),
+        run_dir: layout.run_dir.clone(),
+        what,
+    };
     for daemon in Daemon::ALL {
         let pidfile = layout.pidfile(daemon);
-        if let Some(pid) = read_pid(&pidfile) {
-            if is_daemon_alive(proc_root, pid, daemon) {
-                return Err(Error::AlreadyRunning {
-                    daemon: daemon.name(),
-                    pid,
-                    run_dir: layout.run_dir.clone(),
-                });
-            }
+        if locked(&pidfile) {
+            return Err(busy(daemon, pidfile));
         }
+    }
+    let db_lock = layout.db_dir.join(".conf.db.~lock~");
+    if locked(&db_lock) {
+        return Err(busy(Daemon::OvsdbServer, db_lock));
+    }
+    let db_sock = layout.run_dir.join("db.sock");
+    if answers(&db_sock) {
+        return Err(busy(Daemon::OvsdbServer, db_sock));
+    }
+    for daemon in Daemon::ALL {
+        let pidfile = layout.pidfile(daemon);
         if pidfile.exists() {
             remove(&pidfile, &mut removed)?;
             if daemon == Daemon::OvsdbServer {
-                remove(&layout.db_dir.join(".conf.db.~lock~"), &mut removed)?;
+                remove(&db_lock, &mut removed)?;
             }
         }
-        for (path, pid) in ctl_sockets(&layout.run_dir, daemon) {
-            if !is_daemon_alive(proc_root, pid, daemon) {
+        for (path, _pid) in ctl_sockets(&layout.run_dir, daemon) {
+            if !answers(&path) {
                 remove(&path, &mut removed)?;
             }
         }
     }
     Ok(removed)
+}
+
+/// Whether some process holds a lock on `path` (an OVS daemon locks its pidfile while it
+/// lives). Asked as an open file description lock, which conflicts with the daemon's
+/// process-associated lock from any process, this one included.
+pub fn locked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock is plain data; zeroed is a valid value (l_pid must be 0 for OFD locks).
+    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+    probe.l_type = libc::F_WRLCK as libc::c_short;
+    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl with F_OFD_GETLK reads and writes only `probe`, which outlives the call.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
+    rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// Whether a unix socket at `path` accepts a connection.
+fn answers(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 /// Removes the control socket a dead daemon left behind (it cannot unlink it after a SIGKILL).
@@ -123,13 +165,20 @@ mod tests {
         }
     }
 
-    fn live(fx: &Fixture, pid: i32, comm: &str) {
-        fs::create_dir_all(fx.proc.join(pid.to_string())).unwrap();
-        fs::write(
-            fx.proc.join(pid.to_string()).join("comm"),
-            format!("{comm}\n"),
-        )
-        .unwrap();
+    /// Holds a process-associated write lock on `path`, as an OVS daemon holds its pidfile's,
+    /// until the returned file is dropped.
+    fn hold(path: &Path) -> fs::File {
+        use std::os::fd::AsRawFd;
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        // SAFETY: as in `locked`; F_SETLK only reads `lock`.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        assert_eq!(
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) },
+            0
+        );
+        file
     }
 
     #[test]
@@ -153,24 +202,44 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_pid_of_another_program_is_stale() {
+    fn a_held_pidfile_refuses_the_start_whatever_pid_it_names() {
         let fx = fixture();
-        live(&fx, 1, "ovs-appliance");
-        fs::write(fx.layout.run_dir.join("ovs-vswitchd.pid"), "1\n").unwrap();
+        // A pid from another PID namespace: meaningless here, and no /proc entry for it.
+        let pidfile = fx.layout.run_dir.join("ovs-vswitchd.pid");
+        fs::write(&pidfile, "1\n").unwrap();
         fs::write(fx.layout.run_dir.join("ovs-vswitchd.1.ctl"), "").unwrap();
+        let held = hold(&pidfile);
+        let err = clean(&fx.layout, &fx.proc).unwrap_err();
+        assert!(
+            err.to_string().contains("ovs-vswitchd.pid is held"),
+            "{err}"
+        );
+        assert!(pidfile.exists() && fx.layout.run_dir.join("ovs-vswitchd.1.ctl").exists());
+        // Released (the daemon died, even as a zombie): stale.
+        drop(held);
         assert_eq!(clean(&fx.layout, &fx.proc).unwrap().len(), 2);
     }
 
     #[test]
-    fn a_live_daemon_is_left_alone_and_refuses_the_start() {
+    fn a_held_database_lock_or_an_answering_socket_refuses_the_start() {
         let fx = fixture();
-        live(&fx, 200, "ovsdb-server");
-        fs::write(fx.layout.run_dir.join("ovsdb-server.pid"), "200\n").unwrap();
-        fs::write(fx.layout.run_dir.join("ovsdb-server.200.ctl"), "").unwrap();
+        let lock = fx.layout.db_dir.join(".conf.db.~lock~");
+        fs::write(&lock, "").unwrap();
+        let held = hold(&lock);
+        assert!(clean(&fx.layout, &fx.proc).is_err());
+        assert!(lock.exists());
+        drop(held);
+        let sock = fx.layout.run_dir.join("db.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let err = clean(&fx.layout, &fx.proc).unwrap_err();
-        assert!(err.to_string().contains("pid 200"), "{err}");
-        assert!(fx.layout.run_dir.join("ovsdb-server.pid").exists());
-        assert!(fx.layout.run_dir.join("ovsdb-server.200.ctl").exists());
+        assert!(err.to_string().contains("db.sock is held"), "{err}");
+        // A control socket that answers is never removed either.
+        drop(listener);
+        let ctl = fx.layout.run_dir.join("ovs-vswitchd.9.ctl");
+        let _live = std::os::unix::net::UnixListener::bind(&ctl).unwrap();
+        fs::remove_file(&sock).unwrap();
+        clean(&fx.layout, &fx.proc).unwrap();
+        assert!(ctl.exists());
     }
 
     #[test]
