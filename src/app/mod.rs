@@ -64,10 +64,11 @@ pub fn validate(config_path: Option<&Path>) -> Result<Config, Error> {
     Ok(Config::load(config_path)?)
 }
 
-/// `check`: the preflight report on stdout. Fatal problems are returned as the error.
+/// `check`: the preflight report on stdout. Fatal problems are returned as the error. It loads
+/// no module: whether `run` could is found out with `modprobe --dry-run`.
 pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    match preflight::run(&config.ovs, paths) {
+    match preflight::run(&config.ovs, paths, preflight::Intent::Report) {
         Ok(outcome) => {
             for finding in &outcome.findings {
                 println!("{finding}");
@@ -98,7 +99,7 @@ pub const ADDRESS_RECORD: &str = "ovs-appliance-addresses.json";
 /// SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    let outcome = preflight::run(&config.ovs, paths)?;
+    let outcome = preflight::run(&config.ovs, paths, preflight::Intent::Start)?;
     for finding in &outcome.findings {
         match finding.level {
             Level::Ok => tracing::info!("preflight: {}", finding.message),

@@ -171,7 +171,11 @@ fn judge(root: &vm::Root, boot: &vm::Boot) -> (String, Vec<String>) {
     }
     let logs = boot.prefixed("LOG ");
     if !logs.is_empty() {
-        let _ = writeln!(report, "--- logs of failed scripts ---\n{}", logs.join("\n"));
+        let _ = writeln!(
+            report,
+            "--- logs of failed scripts ---\n{}",
+            logs.join("\n")
+        );
     }
     (report, failures)
 }

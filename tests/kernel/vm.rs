@@ -88,9 +88,7 @@ pub fn build_root(timeout: Duration) -> Result<Root, String> {
     if let Some(mut s) = child.stdout.take() {
         let _ = std::io::Read::read_to_string(&mut s, &mut stdout);
     }
-    let stderr = stderr
-        .and_then(|h| h.join().ok())
-        .unwrap_or_default();
+    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     if !status.success() {
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -187,25 +185,41 @@ pub fn boot(
     let results = dir.join("results.log");
     let start = Instant::now();
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "2048"])
-        .args(["-nographic", "-monitor", "none", "-no-reboot", "-nic", "none"])
-        .arg("-kernel")
-        .arg(root.vmlinuz())
-        .arg("-initrd")
-        .arg(&initrd)
-        // init=/bin/false: when /init cannot run the kernel would start a shell on the console
-        // and wait there; this way it panics, reboots, and -no-reboot ends QEMU at once.
-        .args([
-            "-append",
-            "console=ttyS0 rdinit=/init init=/bin/false panic=-1 quiet",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", results.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
+    cmd.args([
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "2048",
+    ])
+    .args([
+        "-nographic",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(root.vmlinuz())
+    .arg("-initrd")
+    .arg(&initrd)
+    // init=/bin/false: when /init cannot run the kernel would start a shell on the console
+    // and wait there; this way it panics, reboots, and -no-reboot ends QEMU at once.
+    .args([
+        "-append",
+        "console=ttyS0 rdinit=/init init=/bin/false panic=-1 quiet",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", console.display()))
+    .arg("-serial")
+    .arg(format!("file:{}", results.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
     let child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut qemu = Qemu(Some(child));
     let mut timed_out = false;
