@@ -8,7 +8,7 @@ FAILS=0
 
 say() { echo "$*" >"$RESULTS"; echo "$*"; }
 now() { cut -d' ' -f1 /proc/uptime; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # result NAME PASS|FAIL DETAIL...: one line for the host, which turns it into an assertion.
 result() {
