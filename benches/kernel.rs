@@ -150,7 +150,9 @@ fn print_table(samples: &Samples) -> Result<()> {
     };
     let ratio = ovs / bridge;
     let verdict = if ratio >= 0.9 { "yes" } else { "**no**" };
-    println!("\nOVS kernel datapath / Linux bridge, medians: {ratio:.2} (target >= 0.9: {verdict})");
+    println!(
+        "\nOVS kernel datapath / Linux bridge, medians: {ratio:.2} (target >= 0.9: {verdict})"
+    );
     if let (Some(absent), Some(loaded)) = (
         get("cold-start-module-absent"),
         get("cold-start-module-loaded"),

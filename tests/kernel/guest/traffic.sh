@@ -1,7 +1,7 @@
 # Case 4: traffic on the kernel datapath, through bridges the appliance made (module not loaded
 # before it started): veth system ports, an internal port's address, VLAN access and trunk
 # ports (frames tagged by a host's own VLAN device), a patch pair, an LACP bond between two
-# bridges, and a VXLAN tunnel between two appliances in two network namespaces.
+# bridges, and VXLAN and Geneve tunnels between two appliances in two network namespaces.
 . /kt/lib.sh
 
 topology() {
@@ -182,6 +182,18 @@ name = "br-x"
   type = "internal"
   addresses = ["192.168.50.$me/24"]
   mtu = 1400
+
+[[bridges]]
+name = "br-g"
+  [[bridges.ports]]
+  name = "gn"
+  type = "geneve"
+  options = { remote_ip = "172.16.0.$peer", key = "200" }
+  [[bridges.ports]]
+  name = "g-int"
+  type = "internal"
+  addresses = ["192.168.51.$me/24"]
+  mtu = 1400
 TOML
 }
 
@@ -208,6 +220,15 @@ vxlan_tunnel() {
   DETAIL="two appliances, one per netns, VXLAN key 100 over a veth underlay: ping ok, TCP $mbps Mbit/s"
 }
 
+# The same two appliances also run a Geneve tunnel (br-g), beside VXLAN on its own UDP port.
+geneve_tunnel() {
+  local show
+  show=$(appctl u2 dpif/show)
+  expect "u2's dpif/show has no geneve port: $show" grep -q 'gn .*geneve' <<<"$show" || return 1
+  expect "u2 (192.168.51.2) cannot ping u1 (192.168.51.1) through Geneve" ping_ok u2 192.168.51.1 || return 1
+  DETAIL="Geneve key 200 beside VXLAN: u2 -> u1 ping ok"
+}
+
 subcase traffic-bridges-system start_main || true
 subcase veth-ping veth_ping
 subcase veth-iperf3 veth_iperf3
@@ -217,4 +238,5 @@ subcase vlan-trunk-tagged vlan_trunk
 subcase patch-pair patch_pair
 subcase bond-lacp bond_lacp
 subcase vxlan-tunnel vxlan_tunnel
+subcase geneve-tunnel geneve_tunnel
 exit "$FAILS"
