@@ -79,10 +79,11 @@ pub fn validate(config_path: Option<&Path>) -> Result<Config, Error> {
     Ok(Config::load(config_path)?)
 }
 
-/// `check`: the preflight report on stdout. Fatal problems are returned as the error.
+/// `check`: the preflight report on stdout. Fatal problems are returned as the error. It loads
+/// no module: whether `run` could is found out with `modprobe --dry-run`.
 pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    match preflight::run(&config.ovs, paths) {
+    match preflight::run(&config.ovs, paths, preflight::Intent::Report) {
         Ok(outcome) => {
             for finding in &outcome.findings {
                 println!("{finding}");
@@ -132,7 +133,7 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<
     };
     drop(held);
     let config = Config::load(config_path)?;
-    let outcome = preflight::run(&config.ovs, paths)?;
+    let outcome = preflight::run(&config.ovs, paths, preflight::Intent::Start)?;
     for finding in &outcome.findings {
         match finding.level {
             Level::Ok => tracing::info!("preflight: {}", finding.message),

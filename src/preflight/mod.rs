@@ -1,7 +1,8 @@
 //! Preflight: what the container was given (capabilities, devices, network namespace, OVS
 //! binaries), the kernel module, and the datapath that follows.
 //!
-//! Reads the host and may load the openvswitch module; it starts no daemon and writes no file.
+//! Reads the host and, for `run` only (`Intent::Start`), may load the openvswitch module; it
+//! starts no daemon and writes no file. `check` (`Intent::Report`) changes nothing.
 
 mod caps;
 mod host;
@@ -11,7 +12,8 @@ mod module;
 pub use self::caps::{flag_for, Privileges};
 pub use host::{missing_binaries, which, OVS_BINARIES};
 pub use module::{
-    Datapath, KernelPaths, Modprobe, ModuleLoader, Resolution, Unavailable, KERNEL_DATAPATH_FIX,
+    Datapath, Intent, KernelPaths, Loading, Modprobe, ModuleLoader, Resolution, Unavailable,
+    KERNEL_DATAPATH_FIX,
 };
 
 use crate::config::{Mlockall, OvsConfig};
@@ -101,15 +103,16 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
 }
 
-/// Runs every check. Fatal problems are errors; the rest are findings in the outcome.
-pub fn run(ovs: &OvsConfig, paths: &HostPaths) -> Result<Outcome, Error> {
+/// Runs every check. Fatal problems are errors; the rest are findings in the outcome. Only
+/// `Intent::Start` loads the module.
+pub fn run(ovs: &OvsConfig, paths: &HostPaths, intent: Intent) -> Result<Outcome, Error> {
     let privileges = Privileges::read().map_err(Error::ReadPrivileges)?;
     let path_var = std::env::var("PATH").unwrap_or_default();
     let loader = Modprobe {
         program: paths.modprobe.clone(),
         modules_root: paths.kernel.modules.clone(),
     };
-    decide(ovs, paths, &privileges, &path_var, &loader)
+    decide(ovs, paths, &privileges, &path_var, &loader, intent)
 }
 
 /// The decisions of `run`, over facts that tests can make up.
@@ -119,6 +122,7 @@ pub fn decide(
     privileges: &Privileges,
     path_var: &str,
     loader: &dyn ModuleLoader,
+    intent: Intent,
 ) -> Result<Outcome, Error> {
     let mut findings = Vec::new();
     let mut note = |level, message: String| findings.push(Finding { level, message });
@@ -138,9 +142,17 @@ pub fn decide(
     );
 
     let has_sys_module = privileges.has(Capability::CAP_SYS_MODULE);
-    let datapath = match module::resolve(ovs.datapath, &paths.kernel, has_sys_module, loader) {
-        Resolution::Use { datapath, loaded } => {
-            let how = if loaded { " (module loaded now)" } else { "" };
+    let resolution = module::resolve(ovs.datapath, &paths.kernel, has_sys_module, loader, intent);
+    let datapath = match resolution {
+        Resolution::Use { datapath, loading } => {
+            let how = match loading {
+                Loading::NotNeeded => "",
+                Loading::Loaded => " (module loaded now)",
+                Loading::Loadable => {
+                    " (the openvswitch module is not loaded; it is loadable: modprobe \
+                     --dry-run resolved it, and `run` will load it)"
+                }
+            };
             note(Level::Ok, format!("datapath {datapath}{how}"));
             datapath
         }

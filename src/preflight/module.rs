@@ -107,6 +107,9 @@ pub fn find_module(paths: &KernelPaths, release: &str) -> Result<PathBuf, String
 /// Loads a kernel module. Extracted so tests can stand in for modprobe.
 pub trait ModuleLoader {
     fn load(&self, module: &str) -> Result<(), String>;
+    /// Finds out whether `load` would find the module and what it depends on, changing
+    /// nothing in the kernel (for `check`).
+    fn probe(&self, module: &str) -> Result<(), String>;
 }
 
 /// modprobe, so dependencies such as nf_conntrack and nsh come along.
@@ -115,8 +118,8 @@ pub struct Modprobe {
     pub modules_root: PathBuf,
 }
 
-impl ModuleLoader for Modprobe {
-    fn load(&self, module: &str) -> Result<(), String> {
+impl Modprobe {
+    fn run(&self, extra: &[&str], module: &str) -> Result<(), String> {
         let mut cmd = Command::new(&self.program);
         // modprobe -d takes the root that contains lib/modules.
         if self.modules_root != Path::new("/lib/modules") {
@@ -125,6 +128,7 @@ impl ModuleLoader for Modprobe {
             }
         }
         let out = cmd
+            .args(extra)
             .arg(module)
             .output()
             .map_err(|e| format!("failed to run {}: {e}", self.program.display()))?;
@@ -132,8 +136,21 @@ impl ModuleLoader for Modprobe {
             Ok(())
         } else {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            Err(format!("modprobe {module} failed: {}", stderr.trim()))
+            let how = extra.first().map(|a| format!("{a} ")).unwrap_or_default();
+            Err(format!("modprobe {how}{module} failed: {}", stderr.trim()))
         }
+    }
+}
+
+impl ModuleLoader for Modprobe {
+    fn load(&self, module: &str) -> Result<(), String> {
+        self.run(&[], module)
+    }
+
+    /// `modprobe --dry-run` resolves the module and its dependencies from modules.dep and
+    /// stops before the load (which needs no CAP_SYS_MODULE).
+    fn probe(&self, module: &str) -> Result<(), String> {
+        self.run(&["--dry-run"], module)
     }
 }
 
@@ -162,38 +179,64 @@ pub const KERNEL_DATAPATH_FIX: &str = "mount the host's modules with \
 `-v /lib/modules:/lib/modules:ro` and add `--cap-add SYS_MODULE`, or load it on the host \
 (`modprobe openvswitch`, and list it in /etc/modules-load.d/openvswitch.conf)";
 
+/// What preflight may do to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// `run`: load the module when it must and may.
+    Start,
+    /// `check`: find out whether it could be loaded, and load nothing: a report must leave the
+    /// host as it found it.
+    Report,
+}
+
+/// What was done about the module on the way to a datapath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loading {
+    /// Nothing: the module was there already (loaded or built in), or is not needed (netdev).
+    NotNeeded,
+    /// Loaded by us just now.
+    Loaded,
+    /// `check` only: not loaded, and `run` would load it (modprobe resolved it without loading).
+    Loadable,
+}
+
 /// The outcome of resolving `[ovs].datapath`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// Use this datapath; `loaded` says the module was loaded by us just now.
-    Use { datapath: Datapath, loaded: bool },
+    /// Use this datapath, after `loading`.
+    Use {
+        datapath: Datapath,
+        loading: Loading,
+    },
     /// `auto` fell back to netdev, for this reason.
     FellBack(Unavailable),
     /// `system` was asked for and cannot be had.
     Refused(Unavailable),
 }
 
-/// Resolves the configured datapath mode, loading the module when it must and may.
+/// Resolves the configured datapath mode, loading the module when it must and may (and under
+/// `Intent::Report` only finding out whether it could).
 pub fn resolve(
     mode: DatapathMode,
     paths: &KernelPaths,
     has_sys_module: bool,
     loader: &dyn ModuleLoader,
+    intent: Intent,
 ) -> Resolution {
     if mode == DatapathMode::Netdev {
         return Resolution::Use {
             datapath: Datapath::Netdev,
-            loaded: false,
+            loading: Loading::NotNeeded,
         };
     }
     let outcome = match module_state(paths) {
-        ModuleState::Loaded | ModuleState::BuiltIn => Ok(false),
-        ModuleState::Absent => try_load(paths, has_sys_module, loader).map(|()| true),
+        ModuleState::Loaded | ModuleState::BuiltIn => Ok(Loading::NotNeeded),
+        ModuleState::Absent => try_load(paths, has_sys_module, loader, intent),
     };
     match (outcome, mode) {
-        (Ok(loaded), _) => Resolution::Use {
+        (Ok(loading), _) => Resolution::Use {
             datapath: Datapath::System,
-            loaded,
+            loading,
         },
         (Err(why), DatapathMode::System) => Resolution::Refused(why),
         (Err(why), _) => Resolution::FellBack(why),
@@ -204,19 +247,24 @@ fn try_load(
     paths: &KernelPaths,
     has_sys_module: bool,
     loader: &dyn ModuleLoader,
-) -> Result<(), Unavailable> {
+    intent: Intent,
+) -> Result<Loading, Unavailable> {
     let release = kernel_release(paths)
         .ok_or_else(|| Unavailable::Cannot("the kernel release cannot be read".into()))?;
     find_module(paths, &release).map_err(Unavailable::Cannot)?;
     if !has_sys_module {
         return Err(Unavailable::NoSysModule);
     }
+    if intent == Intent::Report {
+        loader.probe("openvswitch").map_err(Unavailable::Cannot)?;
+        return Ok(Loading::Loadable);
+    }
     loader.load("openvswitch").map_err(Unavailable::Cannot)?;
     match module_state(paths) {
         ModuleState::Absent => Err(Unavailable::Cannot(
             "modprobe succeeded but /sys/module/openvswitch did not appear".into(),
         )),
-        _ => Ok(()),
+        _ => Ok(Loading::Loaded),
     }
 }
 

@@ -77,12 +77,28 @@ impl ModuleLoader for FakeLoader {
         }
         self.result.clone()
     }
+
+    /// Changes nothing, as `modprobe --dry-run`.
+    fn probe(&self, module: &str) -> Result<(), String> {
+        self.calls.borrow_mut().push(format!("probe {module}"));
+        self.result.clone()
+    }
 }
 
 const SYSTEM: Resolution = Resolution::Use {
     datapath: Datapath::System,
-    loaded: false,
+    loading: Loading::NotNeeded,
 };
+
+/// `resolve` as `run` calls it.
+fn start(
+    mode: DatapathMode,
+    paths: &KernelPaths,
+    sys_module: bool,
+    loader: &dyn ModuleLoader,
+) -> Resolution {
+    resolve(mode, paths, sys_module, loader, Intent::Start)
+}
 
 #[test]
 fn state_distinguishes_loaded_builtin_absent() {
@@ -101,7 +117,7 @@ fn present_module_is_used_without_loading() {
     ] {
         let loader = FakeLoader::failing("must not be called");
         for mode in [DatapathMode::Auto, DatapathMode::System] {
-            assert_eq!(resolve(mode, &k.paths, false, &loader), SYSTEM);
+            assert_eq!(start(mode, &k.paths, false, &loader), SYSTEM);
         }
         assert!(loader.calls.borrow().is_empty());
     }
@@ -111,12 +127,12 @@ fn present_module_is_used_without_loading() {
 fn netdev_never_touches_the_module() {
     let k = FakeKernel::new().with_module_file("openvswitch.ko");
     let loader = FakeLoader::ok(&k);
-    let got = resolve(DatapathMode::Netdev, &k.paths, true, &loader);
+    let got = start(DatapathMode::Netdev, &k.paths, true, &loader);
     assert_eq!(
         got,
         Resolution::Use {
             datapath: Datapath::Netdev,
-            loaded: false
+            loading: Loading::NotNeeded
         }
     );
     assert!(loader.calls.borrow().is_empty());
@@ -127,12 +143,12 @@ fn loadable_module_is_loaded_with_sys_module() {
     for file in ["openvswitch.ko", "openvswitch.ko.xz", "openvswitch.ko.zst"] {
         let k = FakeKernel::new().with_module_file(file);
         let loader = FakeLoader::ok(&k);
-        let got = resolve(DatapathMode::Auto, &k.paths, true, &loader);
+        let got = start(DatapathMode::Auto, &k.paths, true, &loader);
         assert_eq!(
             got,
             Resolution::Use {
                 datapath: Datapath::System,
-                loaded: true
+                loading: Loading::Loaded
             },
             "{file}"
         );
@@ -144,9 +160,9 @@ fn loadable_module_is_loaded_with_sys_module() {
 fn missing_sys_module_falls_back_under_auto_and_refuses_under_system() {
     let k = FakeKernel::new().with_module_file("openvswitch.ko");
     let loader = FakeLoader::ok(&k);
-    let auto = resolve(DatapathMode::Auto, &k.paths, false, &loader);
+    let auto = start(DatapathMode::Auto, &k.paths, false, &loader);
     assert_eq!(auto, Resolution::FellBack(Unavailable::NoSysModule));
-    let system = resolve(DatapathMode::System, &k.paths, false, &loader);
+    let system = start(DatapathMode::System, &k.paths, false, &loader);
     assert_eq!(system, Resolution::Refused(Unavailable::NoSysModule));
     assert!(loader.calls.borrow().is_empty());
 }
@@ -156,7 +172,7 @@ fn no_modules_tree_names_the_path() {
     let k = FakeKernel::new();
     let loader = FakeLoader::ok(&k);
     let Resolution::FellBack(Unavailable::Cannot(why)) =
-        resolve(DatapathMode::Auto, &k.paths, true, &loader)
+        start(DatapathMode::Auto, &k.paths, true, &loader)
     else {
         panic!("expected a fall back");
     };
@@ -168,7 +184,7 @@ fn no_modules_tree_names_the_path() {
 fn module_not_in_modules_dep() {
     let k = FakeKernel::new().with_module_file("vxlan.ko");
     let loader = FakeLoader::ok(&k);
-    let got = resolve(DatapathMode::System, &k.paths, true, &loader);
+    let got = start(DatapathMode::System, &k.paths, true, &loader);
     let Resolution::Refused(Unavailable::Cannot(why)) = got else {
         panic!("expected a refusal, got {got:?}");
     };
@@ -179,7 +195,7 @@ fn module_not_in_modules_dep() {
 fn loader_failure_is_reported() {
     let k = FakeKernel::new().with_module_file("openvswitch.ko");
     let loader = FakeLoader::failing("modprobe openvswitch failed: Operation not permitted");
-    let got = resolve(DatapathMode::Auto, &k.paths, true, &loader);
+    let got = start(DatapathMode::Auto, &k.paths, true, &loader);
     let Resolution::FellBack(why) = got else {
         panic!("expected a fall back, got {got:?}");
     };
@@ -194,9 +210,64 @@ fn loader_success_without_sys_entry_is_not_trusted() {
         result: Ok(()),
         sys: None,
     };
-    let got = resolve(DatapathMode::System, &k.paths, true, &loader);
+    let got = start(DatapathMode::System, &k.paths, true, &loader);
     assert!(
         matches!(got, Resolution::Refused(Unavailable::Cannot(_))),
         "{got:?}"
     );
+}
+
+#[test]
+fn report_probes_and_loads_nothing() {
+    for mode in [DatapathMode::Auto, DatapathMode::System] {
+        let k = FakeKernel::new().with_module_file("openvswitch.ko");
+        let loader = FakeLoader::ok(&k);
+        let got = resolve(mode, &k.paths, true, &loader, Intent::Report);
+        assert_eq!(
+            got,
+            Resolution::Use {
+                datapath: Datapath::System,
+                loading: Loading::Loadable
+            }
+        );
+        assert_eq!(
+            *loader.calls.borrow(),
+            vec!["probe openvswitch".to_string()]
+        );
+        assert_eq!(
+            module_state(&k.paths),
+            ModuleState::Absent,
+            "nothing loaded"
+        );
+    }
+}
+
+#[test]
+fn report_says_what_run_would_meet() {
+    let k = FakeKernel::new().with_module_file("openvswitch.ko");
+    let loader = FakeLoader::failing("modprobe --dry-run openvswitch failed: not found");
+    let got = resolve(
+        DatapathMode::System,
+        &k.paths,
+        true,
+        &loader,
+        Intent::Report,
+    );
+    let Resolution::Refused(Unavailable::Cannot(why)) = got else {
+        panic!("expected a refusal, got {got:?}");
+    };
+    assert!(why.contains("--dry-run"), "{why}");
+    let nocap = FakeLoader::ok(&k);
+    let got = resolve(DatapathMode::Auto, &k.paths, false, &nocap, Intent::Report);
+    assert_eq!(got, Resolution::FellBack(Unavailable::NoSysModule));
+    assert!(nocap.calls.borrow().is_empty());
+    let present = FakeKernel::new().with_sys_module().listed_in_proc();
+    let got = resolve(
+        DatapathMode::System,
+        &present.paths,
+        false,
+        &nocap,
+        Intent::Report,
+    );
+    assert_eq!(got, SYSTEM);
 }

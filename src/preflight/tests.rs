@@ -53,6 +53,9 @@ impl ModuleLoader for NoLoader {
     fn load(&self, _: &str) -> Result<(), String> {
         Err("modprobe: not permitted".into())
     }
+    fn probe(&self, _: &str) -> Result<(), String> {
+        Err("modprobe --dry-run: not found".into())
+    }
 }
 
 fn privileges(caps: &[::caps::Capability]) -> Privileges {
@@ -88,6 +91,7 @@ fn decide_with(
         &privileges(caps),
         &fx.path_var(),
         &NoLoader,
+        Intent::Start,
     )
 }
 
@@ -218,6 +222,7 @@ fn mlockall_auto_follows_ipc_lock_and_memlock() {
         &unlimited,
         &fx.path_var(),
         &NoLoader,
+        Intent::Start,
     )
     .unwrap();
     assert!(outcome.mlockall);
@@ -230,6 +235,7 @@ fn mlockall_auto_follows_ipc_lock_and_memlock() {
         &privileges(ALL),
         &fx.path_var(),
         &NoLoader,
+        Intent::Start,
     )
     .unwrap();
     assert!(!outcome.mlockall);

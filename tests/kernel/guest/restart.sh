@@ -1,0 +1,57 @@
+# Case 5: kill -9 of ovs-vswitchd under a ping every 10 ms on the kernel datapath: the
+# appliance restarts it and traffic comes back; the packets lost are reported.
+. /kt/lib.sh
+
+kill_vswitchd_under_ping() {
+  module_absent_or_fail || return 1
+  host_port ra ra 10.60.0.1/24
+  host_port rb rb 10.60.0.2/24
+  app_init rs auto 9550 <<'TOML'
+[[bridges]]
+name = "br-r"
+  [[bridges.ports]]
+  name = "ra"
+  [[bridges.ports]]
+  name = "rb"
+TOML
+  app_start rs
+  app_wait_ready rs 120 || return 1
+  expect "ra cannot ping rb before the kill" ping_ok ra 10.60.0.2 || return 1
+  local old new start back='' out sent got i
+  old=$(vswitchd_pid rs)
+  # -D stamps every line with the wall clock, -O reports each probe unanswered when the next
+  # goes out: the lost probes' times, against the kill's, say when the datapath dropped traffic.
+  ip netns exec ra ping -D -O -i 0.01 -c 1500 -W 1 10.60.0.2 >/tmp/rs-ping.log 2>&1 &
+  local ping=$!
+  sleep 3
+  start=$(now)
+  local killed_at
+  killed_at=$(date +%s.%N)
+  kill -9 "$old"
+  for i in $(seq 300); do
+    new=$(vswitchd_pid rs)
+    if [ -n "$new" ] && [ "$new" != "$old" ] && appctl rs version >/dev/null 2>&1; then
+      back=$(since "$start")
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$ping"
+  out=$(cat /tmp/rs-ping.log)
+  echo "$out" | tail -n 3
+  sent=$(awk '/packets transmitted/ { print $1 }' <<<"$out")
+  got=$(awk '/packets transmitted/ { print $4 }' <<<"$out")
+  # First and last unanswered probe, in seconds after the kill.
+  local window
+  window=$(awk -v k="$killed_at" '/no answer yet/ { t = substr($1, 2, length($1) - 2) - k;
+    if (n++ == 0) first = t; last = t } END { if (n) printf "%.2f s to %.2f s after the kill", first, last; else print "no probe" }' <<<"$out")
+  expect "ovs-vswitchd (pid $old) was not restarted" [ -n "$back" ] || return 1
+  expect "the appliance died" alive "$(app_pid rs)" || return 1
+  expect "ping -i 0.01 printed no summary" [ -n "$sent" ] || return 1
+  expect "ra cannot ping rb after the restart" ping_ok ra 10.60.0.2 || return 1
+  expect "br-r is no longer on the kernel datapath" [ "$(dp_type rs br-r)" = system ] || return 1
+  DETAIL="vswitchd $old -> $new, answering $back s after the kill; ping every 10 ms: $((sent - got)) of $sent lost, unanswered: $window; traffic back"
+}
+
+subcase kill9-vswitchd-under-ping kill_vswitchd_under_ping
+exit "$FAILS"
