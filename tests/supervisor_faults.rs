@@ -381,3 +381,47 @@ fn a_second_appliance_in_another_pid_namespace_refuses_the_same_run_dir() {
     let status = String::from_utf8_lossy(&app.oneshot(&[], "status").stdout).into_owned();
     assert!(status.contains("ovs-vswitchd: running"), "{status}");
 }
+
+/// Whether `pid` is gone or a zombie (a zombie still reads as its program in /proc).
+fn dead(pid: i32) -> bool {
+    !processes().iter().any(|p| p.pid == pid && p.state != 'Z')
+}
+
+/// Issue 13, item 5: after a kill -9 of the supervisor outside a container its daemons live on;
+/// the next appliance refused to start beside them. It stops what a gone appliance recorded.
+#[test]
+fn daemons_left_by_a_killed_appliance_are_stopped_by_the_next_one() {
+    if !require_real_ovs() {
+        return;
+    }
+    let mut app = Appliance::new(&format!("{NETDEV}{BRIDGE}"));
+    app.start_ready();
+    let db = app.pid("ovsdb-server").unwrap();
+    let vs = app.pid("ovs-vswitchd").unwrap();
+    let mut first = app.child.take().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !dead(db) && !dead(vs),
+        "the daemons outlive a killed supervisor here"
+    );
+
+    app.start_ready();
+    wait_for(Duration::from_secs(20), "the orphans to go", || {
+        (dead(db) && dead(vs)).then_some(())
+    });
+    let (db2, vs2) = (
+        app.pid("ovsdb-server").unwrap(),
+        app.pid("ovs-vswitchd").unwrap(),
+    );
+    assert!(db2 != db && vs2 != vs);
+    let log = app.log();
+    assert!(
+        log.contains("left running by an appliance that is gone"),
+        "{log}"
+    );
+    wait_for(Duration::from_secs(20), "the bridge again", || {
+        app.vsctl_ok(&["br-exists", "br-um"]).then_some(())
+    });
+}

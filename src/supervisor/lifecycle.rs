@@ -64,6 +64,8 @@ pub(super) struct Supervisor {
     state: StateTx,
     db: Option<Running>,
     vswitchd: Option<Running>,
+    /// This appliance's claim on run_dir, where each daemon it starts is recorded.
+    claim: super::claim::Claim,
 }
 
 impl Supervisor {
@@ -73,6 +75,7 @@ impl Supervisor {
         stamp: init::Stamp,
         ready: super::Ready,
         state: StateTx,
+        claim: super::claim::Claim,
     ) -> Self {
         Self {
             reaper,
@@ -82,6 +85,7 @@ impl Supervisor {
             state,
             db: None,
             vswitchd: None,
+            claim,
         }
     }
 
@@ -170,6 +174,7 @@ impl Supervisor {
         let pid = spawned.child.id();
         info!(daemon = daemon.name(), pid, "started");
         self.state.send_modify(|s| state::spawned(s, daemon, pid));
+        self.claim.started(daemon, pid);
         *self.slot(daemon) = Some(Running {
             pid,
             exit: spawned.exit,

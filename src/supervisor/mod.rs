@@ -5,6 +5,7 @@
 //! ports (that is reconcile's) and reads nothing of the host beyond /proc of its children.
 
 mod backoff;
+mod claim;
 mod daemon;
 mod daemon_log;
 mod db;
@@ -79,7 +80,8 @@ impl Error {
             Self::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 69,
             Self::Version(_) => 69,
             Self::Stale(stale::Error::AlreadyRunning { .. }) => 75,
-            Self::Stale(stale::Error::Remove { .. }) | Self::RunDir { .. } => 73,
+            Self::Stale(stale::Error::Remove { .. } | stale::Error::Claim { .. })
+            | Self::RunDir { .. } => 73,
             Self::SystemIdFile(_) => 73,
             Self::Db(e) => e.exit_code(),
             Self::Reaper(_) | Self::Spawn { .. } | Self::RestartLoop { .. } => 70,
@@ -127,6 +129,18 @@ pub async fn run(
         path: layout.run_dir.clone(),
         source,
     })?;
+    let (claim, previous) = claim::Claim::take(&layout.run_dir)?;
+    let orphans = claim::orphans(&previous, layout);
+    if !orphans.is_empty() {
+        let grace = settings.timing.drain_timeout.0;
+        let left = claim::stop(&orphans, layout, &settings.proc_root, grace).await;
+        if left.len() < orphans.len() {
+            tracing::warn!(
+                stopped = orphans.len() - left.len(),
+                "stopped the daemons of an appliance that is gone; starting our own"
+            );
+        }
+    }
     for path in stale::clean(layout, &settings.proc_root)? {
         tracing::info!(path = %path.display(), "removed a stale file left by a dead daemon");
     }
@@ -162,7 +176,7 @@ pub async fn run(
         external_ids: settings.stamp_external_ids.clone(),
         other_config: settings.stamp_other_config.clone(),
     };
-    lifecycle::Supervisor::new(reaper, settings, stamp, ready, state)
+    lifecycle::Supervisor::new(reaper, settings, stamp, ready, state, claim)
         .run(&mut shutdown)
         .await
 }

@@ -17,6 +17,11 @@ pub enum Error {
         /// The lock or socket that showed it.
         what: PathBuf,
     },
+    #[error("failed to take the appliance's claim file {path}: {source}")]
+    Claim {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to remove stale {path}: {source}")]
     Remove {
         path: PathBuf,
