@@ -118,6 +118,16 @@ fn a_torn_last_transaction_is_not_corruption() {
 }
 
 /// The installed schema at an older version, without one column, as an older OVS would have.
+/// The files in `dir` whose names start with `prefix` (backups, damaged copies).
+fn files_starting(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
 fn older_schema(dir: &Path) -> std::path::PathBuf {
     let mut schema: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(SCHEMA).unwrap()).unwrap();
@@ -146,18 +156,10 @@ fn an_older_schema_is_converted_after_a_backup() {
     app.start_ready();
     let current = ovsdb_tool(&["schema-version", SCHEMA]);
     assert_eq!(ovsdb_tool(&["db-version", db.to_str().unwrap()]), current);
-    let backups: Vec<_> = fs::read_dir(app.db_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("conf.db.backup-8.0.0-")
-        })
-        .collect();
+    let backups = files_starting(&app.db_dir(), "conf.db.backup-8.0.0-");
     assert_eq!(backups.len(), 1, "one backup");
     assert_eq!(
-        fs::read(backups[0].path()).unwrap(),
+        fs::read(&backups[0]).unwrap(),
         original,
         "backup is the old file"
     );
@@ -256,21 +258,9 @@ fn with_recovery_allowed_a_damaged_database_is_copied_then_started() {
     fs::create_dir_all(app.db_dir()).unwrap();
     fs::write(app.db_dir().join("conf.db"), &bytes).unwrap();
     app.start_ready();
-    let copies: Vec<_> = fs::read_dir(app.db_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("conf.db.damaged-")
-        })
-        .collect();
+    let copies = files_starting(&app.db_dir(), "conf.db.damaged-");
     assert_eq!(copies.len(), 1, "one copy");
-    assert_eq!(
-        fs::read(copies[0].path()).unwrap(),
-        bytes,
-        "byte-identical copy"
-    );
+    assert_eq!(fs::read(&copies[0]).unwrap(), bytes, "byte-identical copy");
     assert!(
         app.log().contains("recover_corrupt_db is set"),
         "{}",
@@ -351,17 +341,9 @@ fn a_newer_database_is_converted_down_only_when_allowed() {
     db_with_bridge(&db, &newer_schema(app.dir.path()), "br-new");
     let original = fs::read(&db).unwrap();
     app.start_ready();
-    let backups: Vec<_> = fs::read_dir(app.db_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("conf.db.backup-8.99.0-")
-        })
-        .collect();
+    let backups = files_starting(&app.db_dir(), "conf.db.backup-8.99.0-");
     assert_eq!(backups.len(), 1, "one backup");
-    assert_eq!(fs::read(backups[0].path()).unwrap(), original);
+    assert_eq!(fs::read(&backups[0]).unwrap(), original);
     let installed = ovsdb_tool(&["schema-version", SCHEMA]);
     assert_eq!(ovsdb_tool(&["db-version", db.to_str().unwrap()]), installed);
     assert!(app.vsctl_stdout(&["list-br"]).contains("br-new"));

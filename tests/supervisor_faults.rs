@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const NETDEV: &str = "datapath = \"netdev\"\n";
@@ -24,9 +24,23 @@ name = "br-um"
   addresses = ["192.0.2.1/24"]
 "#;
 
+/// Starts `cmd` (a command of `app`'s, set up by the caller) as `app`'s process, logging to its
+/// log file; returns its pid.
+fn start_as(app: &mut Appliance, mut cmd: Command) -> u32 {
+    let log = fs::File::create(app.log_path()).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    app.child = Some(child);
+    pid
+}
+
 /// Starts `run` with umask 000, as a careless init system or shell would.
 fn start_with_umask_000(app: &mut Appliance) {
-    let log = fs::File::create(app.log_path()).unwrap();
     let mut cmd = app.command(&[], "run");
     // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -35,13 +49,7 @@ fn start_with_umask_000(app: &mut Appliance) {
             Ok(())
         });
     }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    app.child = Some(child);
+    start_as(app, cmd);
 }
 
 /// Issue 13, item 7.
@@ -114,15 +122,8 @@ fn wait_until_in_main(pid: u32) {
 }
 
 fn start_logged(app: &mut Appliance) {
-    let log = fs::File::create(app.log_path()).unwrap();
-    let child = app
-        .command(&[], "run")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    app.child = Some(child);
+    let cmd = app.command(&[], "run");
+    start_as(app, cmd);
 }
 
 /// Issue 13, item 8: signal handling is in place before anything else.
@@ -195,10 +196,8 @@ fn a_directory_as_system_id_conf_exits_73_before_any_daemon_starts() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// Starts `run` with the open-file limit at `soft`:`hard`, as `ulimit -n` or a runtime would.
-fn start_with_nofile(app: &mut Appliance, soft: u64, hard: u64) {
-    let log = fs::File::create(app.log_path()).unwrap();
-    let mut cmd = app.command(&[], "run");
+/// Gives `cmd`'s process the open-file limit `soft`:`hard`, as `ulimit -n` or a runtime would.
+fn with_nofile(cmd: &mut Command, soft: u64, hard: u64) {
     // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -206,13 +205,6 @@ fn start_with_nofile(app: &mut Appliance, soft: u64, hard: u64) {
                 .map_err(std::io::Error::from)
         });
     }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    app.child = Some(child);
 }
 
 fn many_ports(n: usize) -> String {
@@ -232,7 +224,9 @@ fn a_low_open_file_limit_is_raised_as_far_as_the_hard_limit_allows() {
         return;
     }
     let mut app = Appliance::new(&format!("{NETDEV}{}", many_ports(200)));
-    start_with_nofile(&mut app, 64, 8192);
+    let mut cmd = app.command(&[], "run");
+    with_nofile(&mut cmd, 64, 8192);
+    start_as(&mut app, cmd);
     app.wait_ready();
     let pid = app.pid("ovs-vswitchd").unwrap();
     wait_for(Duration::from_secs(60), "200 ports with an ofport", || {
@@ -259,21 +253,11 @@ fn a_low_open_file_limit_is_raised_as_far_as_the_hard_limit_allows() {
     assert!(open.contains("8192"), "{open}");
     assert!(app.log().contains("raised from 64"), "{}", app.log());
 
-    // With the hard limit as low, `check` names the flag that fixes it.
-    let out = app
-        .command(&["sh"], "check")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
+    // `check` names the flag that fixes a hard limit as low, and only then.
+    let out = app.oneshot(&[], "check").stdout;
     assert!(!String::from_utf8_lossy(&out).contains("--ulimit nofile"));
     let mut cmd = app.command(&[], "check");
-    // SAFETY: as above.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 64, 64)
-                .map_err(std::io::Error::from)
-        });
-    }
+    with_nofile(&mut cmd, 64, 64);
     let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
     assert!(out.contains("WARN open files: limit 64"), "{out}");
     assert!(out.contains("--ulimit nofile=65535:65535"), "{out}");
@@ -297,16 +281,8 @@ fn a_second_appliance_in_another_pid_namespace_refuses_the_same_run_dir() {
     }
     let mut app = Appliance::new(&format!("{NETDEV}{BRIDGE}"));
     let in_own_pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", "sh"];
-    let log = fs::File::create(app.log_path()).unwrap();
-    let child = app
-        .command(&in_own_pid_ns, "run")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let unshare = child.id() as i32;
-    app.child = Some(child);
+    let cmd = app.command(&in_own_pid_ns, "run");
+    let unshare = start_as(&mut app, cmd) as i32;
     // The appliance is PID 1 of its namespace: here, the child of `unshare`. Stopping it ends
     // its namespace, daemons included.
     struct Stop(i32);

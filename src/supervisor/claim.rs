@@ -56,10 +56,7 @@ impl Claim {
         let previous = parse(&std::io::read_to_string(&mut file).map_err(io)?);
         // An open file description lock: unlike a process lock it is not dropped when this
         // process closes some other descriptor of the file, and it conflicts with every probe.
-        // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for OFD locks).
-        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
-        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        let lock = stale::whole_file_write_lock();
         // SAFETY: F_OFD_SETLK only reads `lock`, which outlives the call.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } != 0 {
             return Err(stale::Error::AlreadyRunning {

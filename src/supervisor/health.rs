@@ -61,7 +61,7 @@ pub fn working(now: Option<(char, u64)>, before: Option<u64>) -> bool {
     }
 }
 
-/// Tells a busy vswitchd from a hung one across health checks.
+/// Tells a busy daemon from a hung one across health checks.
 #[derive(Debug, Default)]
 pub struct Busy {
     /// Since when unanswered checks have been excused.
@@ -73,6 +73,27 @@ pub struct Busy {
 }
 
 impl Busy {
+    /// `result` of `daemon`'s health check, with an unanswered check excused while the main
+    /// thread of `pid` works (see [`Busy::excuse`]), and the excuse logged.
+    pub fn judge(
+        &mut self,
+        daemon: Daemon,
+        pid: u32,
+        proc_root: &std::path::Path,
+        limit: &HumanDuration,
+        result: Result<(), String>,
+    ) -> Result<(), String> {
+        let thread = main_thread_cpu(proc_root, pid);
+        match self.excuse(thread, Instant::now(), limit, result) {
+            Ok(Some(why)) => {
+                tracing::info!(daemon = daemon.name(), pid, %why, "working (its main thread is on CPU) and answers slowly; not counted as a failure");
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(why) => Err(why),
+        }
+    }
+
     /// An unanswered check while the main thread works (see [`working`]) is not a failure, up to
     /// `limit` counted from the first excused one: creating or deleting hundreds of netdev ports
     /// keeps vswitchd off its control socket for seconds. `thread` is this check's

@@ -255,8 +255,8 @@ impl Supervisor {
                     // Either daemon can be busy rather than hung: vswitchd adding or deleting
                     // hundreds of ports, ovsdb-server sending those rows to every monitor.
                     let proc_root = &self.settings.proc_root;
-                    let db_ok = excuse_busy(Daemon::OvsdbServer, db, proc_root, &timing.busy_timeout, db_ok);
-                    let vs_ok = excuse_busy(Daemon::Vswitchd, vs, proc_root, &timing.busy_timeout, vs_ok);
+                    let db_ok = db.busy.judge(Daemon::OvsdbServer, db.pid, proc_root, &timing.busy_timeout, db_ok);
+                    let vs_ok = vs.busy.judge(Daemon::Vswitchd, vs.pid, proc_root, &timing.busy_timeout, vs_ok);
                     // What /healthz, /readyz and ovs_up report is the supervisor's judgment: a
                     // daemon that is busy, not hung, is up (and is not restarted).
                     self.state.send_if_modified(|s| {
@@ -377,28 +377,5 @@ fn failed(daemon: Daemon, why: String) -> Stop {
 async fn recv(shutdown: &mut Shutdown) {
     if shutdown.recv().await.is_none() {
         std::future::pending::<()>().await;
-    }
-}
-
-/// `result` of `daemon`'s health check, with an unanswered check excused while its main thread
-/// works (see [`health::Busy::excuse`]), and the excuse logged.
-fn excuse_busy(
-    daemon: Daemon,
-    running: &mut Running,
-    proc_root: &std::path::Path,
-    busy_timeout: &crate::config::HumanDuration,
-    result: Result<(), String>,
-) -> Result<(), String> {
-    let thread = health::main_thread_cpu(proc_root, running.pid);
-    match running
-        .busy
-        .excuse(thread, Instant::now(), busy_timeout, result)
-    {
-        Ok(Some(why)) => {
-            info!(daemon = daemon.name(), pid = running.pid, %why, "working (its main thread is on CPU) and answers slowly; not counted as a failure");
-            Ok(())
-        }
-        Ok(None) => Ok(()),
-        Err(why) => Err(why),
     }
 }

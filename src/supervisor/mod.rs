@@ -141,7 +141,7 @@ pub async fn run(
             );
         }
     }
-    for path in stale::clean(layout, &settings.proc_root)? {
+    for path in stale::clean(layout)? {
         tracing::info!(path = %path.display(), "removed a stale file left by a dead daemon");
     }
     // Independent subprocesses, run side by side: both sit on the start path.

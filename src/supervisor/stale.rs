@@ -36,7 +36,7 @@ pub enum Error {
 /// whatever PID namespace it runs, and a dead one (a zombie included) holds none; a socket is
 /// live when it accepts a connection. A pid read from a pidfile means nothing in another
 /// container's PID namespace, so it is only reported. Nothing live is unlinked.
-pub fn clean(layout: &Layout, _proc_root: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn clean(layout: &Layout) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
     let busy = |daemon: Daemon, what: PathBuf| Error::AlreadyRunning {
         daemon: daemon.name(),
@@ -83,13 +83,19 @@ pub fn locked(path: &Path) -> bool {
     let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
-    // SAFETY: flock is plain data; zeroed is a valid value (l_pid must be 0 for OFD locks).
-    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
-    probe.l_type = libc::F_WRLCK as libc::c_short;
-    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    let mut probe = whole_file_write_lock();
     // SAFETY: fcntl with F_OFD_GETLK reads and writes only `probe`, which outlives the call.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
     rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// A write lock on a whole file, as OVS takes on its pidfiles (l_pid 0, as OFD locks require).
+pub(super) fn whole_file_write_lock() -> libc::flock {
+    // SAFETY: flock is plain data, for which all-zero bytes are a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
 }
 
 /// Whether a unix socket at `path` accepts a connection.
@@ -148,7 +154,6 @@ mod tests {
     struct Fixture {
         _dir: tempfile::TempDir,
         layout: Layout,
-        proc: PathBuf,
     }
 
     fn fixture() -> Fixture {
@@ -159,15 +164,10 @@ mod tests {
             remotes: vec![],
             mlockall: false,
         };
-        let proc = dir.path().join("proc");
-        for d in [&layout.run_dir, &layout.db_dir, &proc] {
+        for d in [&layout.run_dir, &layout.db_dir] {
             fs::create_dir_all(d).unwrap();
         }
-        Fixture {
-            _dir: dir,
-            layout,
-            proc,
-        }
+        Fixture { _dir: dir, layout }
     }
 
     /// Holds a process-associated write lock on `path`, as an OVS daemon holds its pidfile's,
@@ -175,10 +175,8 @@ mod tests {
     fn hold(path: &Path) -> fs::File {
         use std::os::fd::AsRawFd;
         let file = fs::OpenOptions::new().write(true).open(path).unwrap();
-        // SAFETY: as in `locked`; F_SETLK only reads `lock`.
-        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
-        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        let lock = whole_file_write_lock();
+        // SAFETY: F_SETLK only reads `lock`, which outlives the call.
         assert_eq!(
             unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) },
             0
@@ -197,7 +195,7 @@ mod tests {
         fs::write(run.join("ovs-vswitchd.55.ctl"), "").unwrap();
         fs::write(fx.layout.db_dir.join(".conf.db.~lock~"), "").unwrap();
         fs::write(fx.layout.db_dir.join("conf.db"), "keep").unwrap();
-        let removed = clean(&fx.layout, &fx.proc).unwrap();
+        let removed = clean(&fx.layout).unwrap();
         assert_eq!(removed.len(), 6, "{removed:?}");
         assert_eq!(fs::read_dir(run).unwrap().count(), 0);
         assert_eq!(
@@ -214,7 +212,7 @@ mod tests {
         fs::write(&pidfile, "1\n").unwrap();
         fs::write(fx.layout.run_dir.join("ovs-vswitchd.1.ctl"), "").unwrap();
         let held = hold(&pidfile);
-        let err = clean(&fx.layout, &fx.proc).unwrap_err();
+        let err = clean(&fx.layout).unwrap_err();
         assert!(
             err.to_string().contains("ovs-vswitchd.pid is held"),
             "{err}"
@@ -222,7 +220,7 @@ mod tests {
         assert!(pidfile.exists() && fx.layout.run_dir.join("ovs-vswitchd.1.ctl").exists());
         // Released (the daemon died, even as a zombie): stale.
         drop(held);
-        assert_eq!(clean(&fx.layout, &fx.proc).unwrap().len(), 2);
+        assert_eq!(clean(&fx.layout).unwrap().len(), 2);
     }
 
     #[test]
@@ -231,19 +229,19 @@ mod tests {
         let lock = fx.layout.db_dir.join(".conf.db.~lock~");
         fs::write(&lock, "").unwrap();
         let held = hold(&lock);
-        assert!(clean(&fx.layout, &fx.proc).is_err());
+        assert!(clean(&fx.layout).is_err());
         assert!(lock.exists());
         drop(held);
         let sock = fx.layout.run_dir.join("db.sock");
         let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let err = clean(&fx.layout, &fx.proc).unwrap_err();
+        let err = clean(&fx.layout).unwrap_err();
         assert!(err.to_string().contains("db.sock is held"), "{err}");
         // A control socket that answers is never removed either.
         drop(listener);
         let ctl = fx.layout.run_dir.join("ovs-vswitchd.9.ctl");
         let _live = std::os::unix::net::UnixListener::bind(&ctl).unwrap();
         fs::remove_file(&sock).unwrap();
-        clean(&fx.layout, &fx.proc).unwrap();
+        clean(&fx.layout).unwrap();
         assert!(ctl.exists());
     }
 
@@ -251,6 +249,6 @@ mod tests {
     fn garbage_pidfile_is_stale() {
         let fx = fixture();
         fs::write(fx.layout.run_dir.join("ovs-vswitchd.pid"), "not a pid").unwrap();
-        assert_eq!(clean(&fx.layout, &fx.proc).unwrap().len(), 1);
+        assert_eq!(clean(&fx.layout).unwrap().len(), 1);
     }
 }
