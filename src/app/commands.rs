@@ -136,6 +136,10 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
             _ => println!("{daemon}: not running"),
         }
     }
+    // From the files, so they show while the daemons are down too.
+    for line in snapshot_lines(&config.ovs.db_dir, std::time::SystemTime::now()) {
+        println!("{line}");
+    }
     runtime()?.block_on(async {
         let session = open(&config).await?;
         let observed = session.observed();
@@ -170,6 +174,20 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         }
         Ok(())
     })
+}
+
+/// One line per bridge's flow snapshot: its age and flow count, or why it cannot be read.
+fn snapshot_lines(db_dir: &Path, now: std::time::SystemTime) -> Vec<String> {
+    crate::supervisor::flows::describe(db_dir)
+        .into_iter()
+        .map(|(bridge, read)| match read {
+            Ok((taken, flows)) => {
+                let age = now.duration_since(taken).unwrap_or_default().as_secs();
+                format!("flow snapshot {bridge}: {flows} flows, written {age} s ago")
+            }
+            Err(e) => format!("flow snapshot {bridge}: unreadable: {e}"),
+        })
+        .collect()
 }
 
 /// The shell line that points OVS's own tools at this appliance's sockets and database.

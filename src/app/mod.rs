@@ -229,6 +229,11 @@ fn settings(config: &Config, outcome: &preflight::Outcome, paths: &HostPaths) ->
         },
         stamp_external_ids: vec![(DATAPATH_KEY.into(), outcome.datapath.to_string())],
         stamp_other_config: other_config,
+        flows: supervisor::flows::Config {
+            restore: config.ovs.restore_flows,
+            interval: config.ovs.flow_snapshot_interval.0,
+            restore_timeout: config.ovs.restore_timeout.0,
+        },
     }
 }
 

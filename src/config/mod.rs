@@ -141,6 +141,14 @@ pub struct OvsConfig {
     /// Convert a conf.db of a newer schema (made by a newer OVS) down to the installed one,
     /// after a backup. Without it such a file is refused (exit 70).
     pub allow_db_downgrade: bool,
+    /// At every start of ovs-vswitchd, put back each bridge's flows (and groups, meters, TLV
+    /// maps) from its snapshot under db_dir, with `other_config:flow-restore-wait` set until
+    /// they are back. `false` restores nothing and never sets the flag.
+    pub restore_flows: bool,
+    /// Most often a bridge's flows are compared with its snapshot (written only on a change).
+    pub flow_snapshot_interval: HumanDuration,
+    /// Longest the restore of every bridge may take before the flag is cleared anyway.
+    pub restore_timeout: HumanDuration,
 }
 
 impl Default for OvsConfig {
@@ -158,6 +166,9 @@ impl Default for OvsConfig {
             force_keys: false,
             recover_corrupt_db: false,
             allow_db_downgrade: false,
+            restore_flows: true,
+            flow_snapshot_interval: HumanDuration::secs(1),
+            restore_timeout: HumanDuration::secs(10),
         }
     }
 }

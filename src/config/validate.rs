@@ -60,6 +60,14 @@ fn ovs(ovs: &OvsConfig, errors: &mut Errors) {
             );
         }
     }
+    for (field, value) in [
+        ("ovs.flow_snapshot_interval", ovs.flow_snapshot_interval),
+        ("ovs.restore_timeout", ovs.restore_timeout),
+    ] {
+        if value.0.is_zero() {
+            errors.push(field, "must be longer than 0");
+        }
+    }
     for (i, remote) in ovs.remotes.iter().enumerate() {
         if !REMOTE_PREFIXES.iter().any(|p| remote.starts_with(p)) {
             errors.push(

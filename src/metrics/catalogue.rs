@@ -143,6 +143,26 @@ pub const LOG_LINES_DROPPED: Spec = counter(
     "ovs_appliance_log_lines_dropped_total",
     "Log lines (the appliance's own and the daemons') dropped because the reader of the appliance's output did not keep up.",
 );
+pub const FLOW_RESTORES: Spec = counter(
+    "ovs_appliance_flow_restores_total",
+    "Bridge flow snapshots put back into a new ovs-vswitchd, by result: restored, failed (refused and moved aside, or past restore_timeout) or interrupted (ovs-vswitchd ended; retried at its next start).",
+);
+pub const FLOW_SNAPSHOT_WRITES: Spec = counter(
+    "ovs_appliance_flow_snapshot_writes_total",
+    "Bridge flow snapshots written after a change (written), or not written (failed, e.g. a full disk: the previous one is kept).",
+);
+pub const FLOW_SNAPSHOT_AGE: Spec = gauge(
+    "ovs_appliance_flow_snapshot_age_seconds",
+    "Time since the bridge's flow snapshot was written (it is rewritten only when the flows change).",
+);
+pub const FLOW_SNAPSHOT_SIZE: Spec = gauge(
+    "ovs_appliance_flow_snapshot_size_bytes",
+    "Size of the bridge's flow snapshot file.",
+);
+pub const FLOW_SNAPSHOT_FLOWS: Spec = gauge(
+    "ovs_appliance_flow_snapshot_flows",
+    "OpenFlow flows in the bridge's flow snapshot.",
+);
 
 // ovs-vswitchd: datapaths, bridges, the daemon.
 pub const DATAPATH_LOOKUPS: Spec = counter(
@@ -288,6 +308,11 @@ pub const ALL: &[&Spec] = &[
     &INTERFACES_EXPORTED,
     &INTERFACES_DROPPED,
     &LOG_LINES_DROPPED,
+    &FLOW_RESTORES,
+    &FLOW_SNAPSHOT_WRITES,
+    &FLOW_SNAPSHOT_AGE,
+    &FLOW_SNAPSHOT_SIZE,
+    &FLOW_SNAPSHOT_FLOWS,
     &DATAPATH_LOOKUPS,
     &DATAPATH_FLOWS,
     &DATAPATH_PORTS,

@@ -5,9 +5,9 @@
 use super::catalogue as c;
 use super::families::Families;
 use super::procfs::{self, Units};
-use crate::supervisor::{Daemon, State};
+use crate::supervisor::{Daemon, FlowsState, State};
 use std::path::Path;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Adds the daemon, process and build families. /proc that cannot be read (a daemon that just
 /// ended) leaves that process's figures out and fails the `process` collector.
@@ -54,6 +54,28 @@ pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families
     out.add(&c::COLLECTOR_SUCCESS, &[("collector", "process")], success);
     let dropped = crate::supervisor::log_lines_dropped_total();
     out.add(&c::LOG_LINES_DROPPED, &[], dropped as f64);
+    flows(&state.flows, SystemTime::now(), out);
+}
+
+/// Restores and snapshot writes (every result, 0 included), and each bridge's snapshot.
+fn flows(f: &FlowsState, now: SystemTime, out: &mut Families) {
+    for (result, n) in [
+        ("restored", f.restored),
+        ("failed", f.failed),
+        ("interrupted", f.interrupted),
+    ] {
+        out.add(&c::FLOW_RESTORES, &[("result", result)], n as f64);
+    }
+    for (result, n) in [("written", f.written), ("failed", f.write_failed)] {
+        out.add(&c::FLOW_SNAPSHOT_WRITES, &[("result", result)], n as f64);
+    }
+    for (bridge, s) in &f.snapshots {
+        let labels = [("bridge", bridge.as_str())];
+        let age = now.duration_since(s.taken).unwrap_or_default();
+        out.add(&c::FLOW_SNAPSHOT_AGE, &labels, age.as_secs_f64());
+        out.add(&c::FLOW_SNAPSHOT_SIZE, &labels, s.bytes as f64);
+        out.add(&c::FLOW_SNAPSHOT_FLOWS, &labels, s.flows as f64);
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +101,19 @@ mod tests {
             },
             ovs_version: "3.1.0".into(),
             db_version: "8.3.1".into(),
+            flows: FlowsState {
+                failed: 2,
+                snapshots: [(
+                    "br0".to_string(),
+                    crate::supervisor::SnapshotInfo {
+                        taken: SystemTime::now() - Duration::from_secs(30),
+                        bytes: 512,
+                        flows: 3,
+                    },
+                )]
+                .into(),
+                ..FlowsState::default()
+            },
         };
         let mut f = Families::default();
         collect(&state, Path::new("/proc"), Units::of_this_host(), &mut f);
@@ -95,6 +130,12 @@ mod tests {
             "process_start_time_seconds ",
             "ovs_appliance_collector_success{collector=\"process\"} 1\n",
             "ovs_appliance_log_lines_dropped_total ",
+            "ovs_appliance_flow_restores_total{result=\"failed\"} 2\n",
+            "ovs_appliance_flow_restores_total{result=\"restored\"} 0\n",
+            "ovs_appliance_flow_snapshot_writes_total{result=\"failed\"} 0\n",
+            "ovs_appliance_flow_snapshot_size_bytes{bridge=\"br0\"} 512\n",
+            "ovs_appliance_flow_snapshot_flows{bridge=\"br0\"} 3\n",
+            "ovs_appliance_flow_snapshot_age_seconds{bridge=\"br0\"} 30",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

@@ -4,6 +4,7 @@
 use super::backoff::{self, Budget, Jitter};
 use super::daemon::{self, Daemon};
 use super::exit::ExitStatus;
+use super::flows::Flows;
 use super::reaper::Reaper;
 use super::state::{self, StateTx};
 use super::{health, init, stale, Error, Settings, Shutdown};
@@ -66,6 +67,8 @@ pub(super) struct Supervisor {
     vswitchd: Option<Running>,
     /// This appliance's claim on run_dir, where each daemon it starts is recorded.
     claim: super::claim::Claim,
+    /// Flow snapshots, restored into every new ovs-vswitchd.
+    flows: std::sync::Arc<Flows>,
 }
 
 impl Supervisor {
@@ -76,8 +79,10 @@ impl Supervisor {
         ready: super::Ready,
         state: StateTx,
         claim: super::claim::Claim,
+        flows: std::sync::Arc<Flows>,
     ) -> Self {
         Self {
+            flows,
             reaper,
             settings,
             stamp,
@@ -145,7 +150,11 @@ impl Supervisor {
             self.init_row().await?;
         }
         if self.vswitchd.is_none() {
+            // flow-restore-wait before the spawn (it is read only at start), the restore once
+            // it answers, then the flag cleared.
+            let pending = self.flows.before_vswitchd().await;
             self.start(Daemon::Vswitchd, shutdown).await?;
+            self.flows.after_vswitchd(pending).await;
         }
         Ok(())
     }
@@ -287,6 +296,8 @@ impl Supervisor {
     /// Ends a failed daemon, and vswitchd with ovsdb-server since it depends on it.
     async fn take_down(&mut self, daemon: Daemon) {
         if daemon == Daemon::OvsdbServer {
+            // ovs-vswitchd still has its flows: keep them for the one that follows.
+            self.flows.final_snapshot().await;
             if let Some(vs) = self.vswitchd.as_mut() {
                 vs.signal(Signal::SIGTERM);
                 if tokio::time::timeout(Duration::from_secs(5), vs.wait())
@@ -333,6 +344,8 @@ impl Supervisor {
     /// drain timeout; a second shutdown request or the timeout kills what is left.
     async fn drain(&mut self, shutdown: &mut Shutdown) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + self.settings.timing.drain_timeout.0;
+        // Before ovs-vswitchd is told to exit: what a new container on this db_dir restores.
+        let _ = tokio::time::timeout_at(deadline, self.flows.final_snapshot()).await;
         let mut escalated = false;
         for daemon in [Daemon::Vswitchd, Daemon::OvsdbServer] {
             let layout = self.settings.layout.clone();

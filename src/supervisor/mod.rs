@@ -12,6 +12,7 @@ mod db;
 mod dblog;
 mod exit;
 mod files;
+pub mod flows;
 mod health;
 mod init;
 mod lifecycle;
@@ -32,7 +33,7 @@ pub use logsink::{
 };
 pub use reaper::Reaper;
 pub use stale::locked as pidfile_held;
-pub use state::{DaemonState, State, StateRx, StateTx};
+pub use state::{DaemonState, FlowsState, SnapshotInfo, State, StateRx, StateTx};
 
 use crate::config::SupervisorConfig;
 use std::path::PathBuf;
@@ -104,6 +105,8 @@ pub struct Settings {
     /// external_ids and other_config keys stamped on the Open_vSwitch row before vswitchd starts.
     pub stamp_external_ids: Vec<(String, String)>,
     pub stamp_other_config: Vec<(String, String)>,
+    /// Flow snapshots and their restore at every start of ovs-vswitchd.
+    pub flows: flows::Config,
 }
 
 /// Counts the times both daemons came up (1 after the first start); reconcile re-applies
@@ -176,9 +179,36 @@ pub async fn run(
         external_ids: settings.stamp_external_ids.clone(),
         other_config: settings.stamp_other_config.clone(),
     };
-    lifecycle::Supervisor::new(reaper, settings, stamp, ready, state, claim)
+    let flows = std::sync::Arc::new(flows::Flows::new(
+        reaper,
+        flows::Paths {
+            db_dir: layout.db_dir.clone(),
+            run_dir: layout.run_dir.clone(),
+            db_sock: layout.db_sock(),
+            vswitchd_pidfile: layout.pidfile(Daemon::Vswitchd),
+        },
+        settings.flows.clone(),
+        state.clone(),
+    ));
+    // Takes snapshots while ovs-vswitchd runs with its flows restored; ends with `run`.
+    let snapshots = AbortOnDrop(tokio::spawn({
+        let flows = flows.clone();
+        async move { flows.snapshot_loop().await }
+    }));
+    let result = lifecycle::Supervisor::new(reaper, settings, stamp, ready, state, claim, flows)
         .run(&mut shutdown)
-        .await
+        .await;
+    drop(snapshots);
+    result
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn ovs_version(reaper: &Reaper) -> Result<String, Error> {

@@ -3,6 +3,7 @@
 //! never wait on the supervisor.
 
 use super::daemon::Daemon;
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 /// One daemon as the supervisor last saw it.
@@ -28,6 +29,31 @@ pub struct State {
     pub ovs_version: String,
     /// The schema version of conf.db, once known.
     pub db_version: String,
+    /// Flow snapshots and restores (hitless restarts).
+    pub flows: FlowsState,
+}
+
+/// One bridge's flow snapshot on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// When it was written.
+    pub taken: SystemTime,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+/// Counts of restores and snapshot writes since the appliance started, and the snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowsState {
+    pub restored: u64,
+    /// Refused (moved aside) or not finished within restore_timeout.
+    pub failed: u64,
+    /// Cut short by ovs-vswitchd's end; retried at its next start.
+    pub interrupted: u64,
+    pub written: u64,
+    /// Writes that failed (a full disk): the previous snapshot was kept.
+    pub write_failed: u64,
+    pub snapshots: BTreeMap<String, SnapshotInfo>,
 }
 
 impl State {
