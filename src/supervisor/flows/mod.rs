@@ -281,7 +281,7 @@ impl Flows {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ofctl = self.ofctl(left.max(Duration::from_millis(1)));
         let work = async {
-            wait_for_bridge(&self.paths.run_dir, bridge).await;
+            wait_for_bridge(&self.paths, bridge).await?;
             ofctl
                 .restore(
                     bridge,
@@ -531,13 +531,20 @@ fn snapshot_files(dir: &Path) -> Vec<(String, PathBuf)> {
     files
 }
 
-/// Waits until the bridge's management socket accepts a connection: ovs-vswitchd answers its
-/// control socket before it has made every bridge.
-async fn wait_for_bridge(run_dir: &Path, bridge: &str) {
-    let mgmt = run_dir.join(format!("{bridge}.mgmt"));
+/// Waits until the bridge's management socket accepts a connection (ovs-vswitchd answers its
+/// control socket before it has made every bridge), or ovs-vswitchd is gone.
+async fn wait_for_bridge(paths: &Paths, bridge: &str) -> Result<(), ofctl::Failed> {
+    let mgmt = paths.run_dir.join(format!("{bridge}.mgmt"));
     while tokio::net::UnixStream::connect(&mgmt).await.is_err() {
+        if !super::stale::locked(&paths.vswitchd_pidfile) {
+            return Err(ofctl::Failed {
+                command: format!("connect {}", mgmt.display()),
+                said: "ovs-vswitchd is gone".into(),
+            });
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    Ok(())
 }
 
 /// Every bridge's name and highest OpenFlow version.
