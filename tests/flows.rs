@@ -315,3 +315,274 @@ fn the_snapshot_of_a_vanished_bridge_is_removed() {
         .contains("removed the flow snapshot of a bridge that no longer exists"));
     assert!(!other_config(&app).contains("flow-restore-wait"));
 }
+
+/// `n` drop flows that match nothing the test sends, as a controller's table might hold.
+fn many_flows(app: &Appliance, n: u32) {
+    let file = app.dir.path().join("many.flows");
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "priority=1,ip,nw_dst=10.{}.{}.{},actions=drop\n",
+                200 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let out = ofctl(app, &["add-flows", "br0", &file.display().to_string()]);
+    assert!(out.status.success(), "add-flows: {out:?}");
+}
+
+fn snapshot_flows(app: &Appliance) -> Option<usize> {
+    let text = std::fs::read_to_string(snapshot(app)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("flows "))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The `took_ms` of the last log line holding `what`.
+fn took_ms(log: &str, what: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains(what))?;
+    let at = line.find("took_ms=")? + "took_ms=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn ten_thousand_flows_and_a_vswitchd_dying_during_the_restore() {
+    if !require_real_ovs() {
+        return;
+    }
+    const N: u32 = 10_000;
+    let mut app = Appliance::new(&secure(""));
+    let (h1, h2, _, _) = forwarding(&mut app, "10.77.0");
+    let added = Instant::now();
+    many_flows(&app, N);
+    let total = N as usize + 2;
+    let added_in = added.elapsed();
+    let written = Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "the snapshot of 10,002 flows",
+        || (snapshot_flows(&app) == Some(total)).then_some(()),
+    );
+    eprintln!(
+        "{N} flows: add-flows {added_in:?}; snapshot on disk {:?} later (interval 1 s); {} bytes; write took_ms {:?}",
+        written.elapsed(),
+        std::fs::metadata(snapshot(&app)).unwrap().len(),
+        took_ms(&app.log(), "flow snapshot written"),
+    );
+
+    // A plain restart: restored, and the time it took.
+    let killed = Instant::now();
+    kill_vswitchd(&app);
+    let back = recovered(&h1, &h2.addr, killed, Duration::from_secs(30));
+    eprintln!(
+        "kill -9 with {total} flows: ping back after {back:?}; restore took_ms {:?}",
+        took_ms(&app.log(), "flow restore finished")
+    );
+    assert!(back.is_some());
+    // dump-aggregate: a dump of 10,000 flows would fill the pipe `run` reads only at the end.
+    let count = |app: &Appliance| -> usize {
+        let out = ofctl(app, &["dump-aggregate", "br0"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split("flow_count=")
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(&app), total);
+
+    // Killed again, and its successor killed as soon as it answers: inside the restore.
+    let second = kill_vswitchd(&app);
+    kill(second, Signal::SIGKILL);
+    let third = wait_for(Duration::from_secs(30), "a third ovs-vswitchd", || {
+        app.pid("ovs-vswitchd")
+            .filter(|p| *p != second && app.appctl_ok(*p, "ovs-vswitchd", &["version"]))
+    });
+    assert!(third > 0);
+    wait_for(Duration::from_secs(30), "all flows back", || {
+        (count(&app) == total).then_some(())
+    });
+    h1.ping(&h2.addr);
+    assert!(!other_config(&app).contains("flow-restore-wait"));
+    let text = scrape(&app, PORT);
+    let get = |r: &str| value(&text, "ovs_appliance_flow_restores_total", &[("result", r)]);
+    eprintln!(
+        "restores: restored {:?}, interrupted {:?}, failed {:?}",
+        get("restored"),
+        get("interrupted"),
+        get("failed")
+    );
+    // Whatever the kill interrupted, no snapshot was lost or set aside.
+    assert_eq!(get("failed"), Some(0.0), "{}", app.log());
+    assert_eq!(snapshot_flows(&app), Some(total));
+}
+
+/// A small tmpfs mounted on db_dir, unmounted (lazily) on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = run(
+            Command::new("mount").args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "tmpfs",
+                &at.display().to_string(),
+            ]),
+            Duration::from_secs(10),
+        );
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run(
+            Command::new("umount").args(["-l", &self.0.display().to_string()]),
+            Duration::from_secs(10),
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_old_snapshot_and_is_counted() {
+    if !require_real_ovs_and(&["mount", "umount", "dd"]) {
+        return;
+    }
+    let mut app = Appliance::new(&secure(""));
+    let _disk = Tmpfs::mount(&app.db_dir(), "4m");
+    let (_h1, _h2, p1, p2) = forwarding(&mut app, "10.78.0");
+    let old = snapshot_taken(&app, p1, p2);
+    // Fill what is left of the disk.
+    let filler = app.db_dir().join("filler");
+    let _ = run(
+        Command::new("dd").args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=4k"]),
+        Duration::from_secs(30),
+    );
+    let out = ofctl(
+        &app,
+        &["add-flow", "br0", "priority=7,dl_type=0x88b5,actions=drop"],
+    );
+    assert!(out.status.success());
+    let failed = wait_for(Duration::from_secs(15), "a failed write counted", || {
+        value(
+            &scrape(&app, PORT),
+            "ovs_appliance_flow_snapshot_writes_total",
+            &[("result", "failed")],
+        )
+        .filter(|v| *v >= 1.0)
+    });
+    assert!(failed >= 1.0);
+    assert_eq!(
+        std::fs::read_to_string(snapshot(&app)).unwrap(),
+        old,
+        "the old snapshot changed"
+    );
+    let log = app.log();
+    assert!(log.contains("flow snapshot not written"), "{log}");
+    let leftovers: Vec<_> = std::fs::read_dir(app.db_dir().join("flows"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // Space again: the next pass writes the change.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the snapshot with the new flow",
+        || {
+            std::fs::read_to_string(snapshot(&app))
+                .ok()
+                .filter(|t| t.contains("0x88b5"))
+        },
+    );
+}
+
+/// CPU seconds of `pid` and of the children it has reaped (its ovs-ofctl runs).
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = rest.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
+    // Fields 14-17 (utime, stime, cutime, cstime), counted from the state at index 0 = field 3.
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    (f[11] + f[12] + f[13] + f[14]) / ticks
+}
+
+/// CPU used by the appliance (with its ovs-ofctl children) and ovs-vswitchd over `window`,
+/// as a share of one core.
+fn idle_cpu(app: &Appliance, window: Duration) -> (f64, f64) {
+    let me = app.appliance_pid() as i32;
+    let vs = app.pid("ovs-vswitchd").unwrap();
+    let (a0, v0) = (cpu_seconds(me), cpu_seconds(vs));
+    std::thread::sleep(window);
+    let (a1, v1) = (cpu_seconds(me), cpu_seconds(vs));
+    let s = window.as_secs_f64();
+    ((a1 - a0) / s, (v1 - v0) / s)
+}
+
+#[test]
+fn idle_cost_of_the_snapshots() {
+    if !require_real_ovs() {
+        return;
+    }
+    let window = Duration::from_secs(10);
+    let mut figures = Vec::new();
+    for (label, interval, extra) in [
+        ("2 flows, no snapshots (interval 600s)", "600s", 0),
+        ("2 flows, interval 1s", "1s", 0),
+        ("10,002 flows, interval 1s", "1s", 10_000),
+    ] {
+        let mut app = Appliance::new(&secure(&format!("flow_snapshot_interval = \"{interval}\"")));
+        let (_h1, _h2, _, _) = forwarding(&mut app, "10.79.0");
+        if extra > 0 {
+            many_flows(&app, extra);
+            wait_for(Duration::from_secs(30), "the big snapshot", || {
+                (snapshot_flows(&app) == Some(extra as usize + 2)).then_some(())
+            });
+        } else if interval == "1s" {
+            wait_for(Duration::from_secs(10), "the snapshot", || {
+                (snapshot_flows(&app) == Some(2)).then_some(())
+            });
+        } else {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let mtime = std::fs::metadata(snapshot(&app))
+            .ok()
+            .map(|m| m.mtime_nsec());
+        let (appliance, vswitchd) = idle_cpu(&app, window);
+        let unchanged = std::fs::metadata(snapshot(&app))
+            .ok()
+            .map(|m| m.mtime_nsec())
+            == mtime;
+        eprintln!(
+            "idle, {label}: appliance with its ovs-ofctl {:.2} % of a core, ovs-vswitchd {:.2} %, snapshot unchanged: {unchanged}",
+            appliance * 100.0,
+            vswitchd * 100.0
+        );
+        assert!(unchanged, "{label}: written while idle");
+        figures.push((label, appliance + vswitchd));
+    }
+    // Comparing costs at most 1/20 of a core by design (the dump duty), plus the OVSDB read.
+    for (label, cpu) in figures {
+        assert!(
+            cpu < 0.15,
+            "{label}: {:.1} % of a core while idle",
+            cpu * 100.0
+        );
+    }
+}
