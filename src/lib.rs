@@ -11,6 +11,7 @@ pub mod netlink;
 pub mod ovsdb;
 pub mod preflight;
 pub mod reconcile;
+pub mod rundir;
 pub mod supervisor;
 pub mod unixctl;
 

@@ -110,7 +110,7 @@ pub async fn call(path: &Path, method: &str, params: &[&str]) -> Result<String, 
 /// The control socket of `daemon` (e.g. "ovs-vswitchd") in `run_dir`: OVS names it after the
 /// pid it writes to `<run_dir>/<daemon>.pid` (lib/daemon-unix.c, lib/unixctl.c).
 pub fn ctl_path(run_dir: &Path, daemon: &str) -> Result<PathBuf, Error> {
-    let pidfile = run_dir.join(format!("{daemon}.pid"));
+    let pidfile = crate::rundir::pidfile(run_dir, daemon);
     let text = std::fs::read_to_string(&pidfile).map_err(|e| Error::Pidfile {
         path: pidfile.clone(),
         reason: e.to_string(),
@@ -119,7 +119,7 @@ pub fn ctl_path(run_dir: &Path, daemon: &str) -> Result<PathBuf, Error> {
         path: pidfile.clone(),
         reason: format!("not a pid: {:?}", text.trim()),
     })?;
-    Ok(run_dir.join(format!("{daemon}.{pid}.ctl")))
+    Ok(crate::rundir::ctl_socket(run_dir, daemon, pid))
 }
 
 #[cfg(test)]

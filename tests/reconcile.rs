@@ -202,6 +202,11 @@ fn every_port_type_reaches_the_database_with_its_columns() {
     let status = String::from_utf8_lossy(&app.oneshot(&[], "status").stdout).into_owned();
     assert!(status.contains("error: interface eth9"), "{status}");
     assert!(status.contains("drift: none"), "{status}");
+    // The supervisor's own judgment (up, busy or down), from the running appliance's /healthz.
+    assert!(
+        status.contains("appliance: ovs-vswitchd: up (pid "),
+        "{status}"
+    );
     assert!(app.log().contains("interface not working"), "{}", app.log());
 }
 

@@ -41,7 +41,7 @@ fn datapath(config: &Config, observed: &Observed, kernel: &KernelPaths) -> Datap
 }
 
 async fn open(config: &Config) -> Result<Session, Error> {
-    let socket = config.ovs.run_dir.join("db.sock");
+    let socket = crate::rundir::db_sock(&config.ovs.run_dir);
     // A missing socket, or one nobody accepts on, is known at once: say so rather than wait
     // CONNECT_TIMEOUT and blame a socket that "did not answer".
     if let Err(reason) = std::os::unix::net::UnixStream::connect(&socket) {
@@ -125,7 +125,7 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
     // is not their built-in default, and a line that is always there is one a user can rely on.
     println!("{}", env_line(&config.ovs.run_dir, &config.ovs.db_dir));
     for daemon in ["ovsdb-server", "ovs-vswitchd"] {
-        let pidfile = config.ovs.run_dir.join(format!("{daemon}.pid"));
+        let pidfile = crate::rundir::pidfile(&config.ovs.run_dir, daemon);
         let pid = std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok());
@@ -139,6 +139,17 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
     // From the files, so they show while the daemons are down too.
     for line in snapshot_lines(&config.ovs.db_dir, std::time::SystemTime::now()) {
         println!("{line}");
+    }
+    // The supervisor's judgment (up, busy or down) is known only inside the running appliance:
+    // ask its /healthz, briefly, and say so when nothing answers there.
+    let url = healthz_url(config.metrics.listen);
+    match super::http_probe::get(&url, Duration::from_secs(1)) {
+        Ok((_, body)) => {
+            for line in body.lines().filter(|l| !l.is_empty()) {
+                println!("appliance: {line}");
+            }
+        }
+        Err(e) => println!("appliance: no answer at {url} ({e})"),
     }
     runtime()?.block_on(async {
         let session = open(&config).await?;
@@ -190,6 +201,19 @@ fn snapshot_lines(db_dir: &Path, now: std::time::SystemTime) -> Vec<String> {
         .collect()
 }
 
+/// Where the appliance with `listen` answers `/healthz`: an unspecified address listens on
+/// loopback too.
+pub fn healthz_url(listen: std::net::SocketAddr) -> String {
+    let mut at = listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(match at {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{at}/healthz")
+}
+
 /// The shell line that points OVS's own tools at this appliance's sockets and database.
 pub fn env_line(run_dir: &Path, db_dir: &Path) -> String {
     format!(
@@ -215,6 +239,15 @@ fn shell_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthz_is_asked_where_the_listener_answers() {
+        let url = |s: &str| healthz_url(s.parse().unwrap());
+        assert_eq!(url("127.0.0.1:9476"), "http://127.0.0.1:9476/healthz");
+        assert_eq!(url("0.0.0.0:9100"), "http://127.0.0.1:9100/healthz");
+        assert_eq!(url("[::]:9100"), "http://[::1]:9100/healthz");
+        assert_eq!(url("[fd00::5]:80"), "http://[fd00::5]:80/healthz");
+    }
 
     #[test]
     fn env_line_quotes_only_what_the_shell_would_split() {

@@ -46,8 +46,50 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 
 /// GETs `url`; Ok with the status line on 200, Err with the reason otherwise.
 pub fn probe(url: &str, timeout: Duration) -> Result<String, String> {
-    let target = parse_url(url)?;
     let deadline = Instant::now() + timeout;
+    let mut stream = send(url, deadline)?;
+    let line = read_status_line(&mut stream, deadline).map_err(|e| format!("{url}: {e}"))?;
+    match status_code(&line) {
+        Some(200) => Ok(line),
+        Some(_) => Err(format!("{url}: {line}")),
+        None => Err(format!("{url}: not an HTTP response: {line:?}")),
+    }
+}
+
+/// The most of a body [`get`] reads: the probes' bodies are a few lines.
+const MAX_BODY: usize = 64 * 1024;
+
+/// GETs `url`; the status code and the body (up to 64 KiB, lossily UTF-8), whatever the code.
+pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = send(url, deadline)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The request says `Connection: close`: the body ends where the stream does.
+    while buf.len() < MAX_BODY {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("{url}: timed out waiting for the response"));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{url}: read: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let line = head.lines().next().unwrap_or_default();
+    let code = status_code(line).ok_or_else(|| format!("{url}: not an HTTP response: {line:?}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// Connects to `url`'s host and sends the GET.
+fn send(url: &str, deadline: Instant) -> Result<TcpStream, String> {
+    let target = parse_url(url)?;
     let addrs: Vec<SocketAddr> = target
         .authority
         .to_socket_addrs()
@@ -64,12 +106,7 @@ pub fn probe(url: &str, timeout: Duration) -> Result<String, String> {
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("{url}: send: {e}"))?;
-    let line = read_status_line(&mut stream, deadline).map_err(|e| format!("{url}: {e}"))?;
-    match status_code(&line) {
-        Some(200) => Ok(line),
-        Some(_) => Err(format!("{url}: {line}")),
-        None => Err(format!("{url}: not an HTTP response: {line:?}")),
-    }
+    Ok(stream)
 }
 
 /// What is left of `deadline`, never zero (a zero timeout is an error to std).
@@ -179,6 +216,16 @@ mod tests {
             "{request}"
         );
         assert!(request.contains("\r\nHost: 127.0.0.1:"), "{request}");
+    }
+
+    #[test]
+    fn get_returns_the_code_and_body_whatever_the_code() {
+        let (url, server) = serve(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\n\r\novsdb-server: down\n",
+        );
+        let (code, body) = get(&url, TIMEOUT).unwrap();
+        assert_eq!((code, body.as_str()), (503, "ovsdb-server: down\n"));
+        server.join().unwrap();
     }
 
     #[test]

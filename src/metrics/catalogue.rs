@@ -55,6 +55,10 @@ pub const DAEMON_UP: Spec = gauge(
     "ovs_appliance_daemon_up",
     "1 while the daemon answers its health checks, else 0.",
 );
+pub const DAEMON_BUSY: Spec = gauge(
+    "ovs_appliance_daemon_busy",
+    "1 while the daemon is up but answered its last health check late because its main thread was working (excused up to busy_timeout), else 0.",
+);
 pub const DAEMON_RESTARTS: Spec = counter(
     "ovs_appliance_daemon_restarts_total",
     "Times the supervisor started the daemon again after its first start.",
@@ -286,6 +290,7 @@ pub const OVSDB_SESSIONS: Spec = gauge("ovsdb_server_sessions", "Client sessions
 pub const ALL: &[&Spec] = &[
     &BUILD_INFO,
     &DAEMON_UP,
+    &DAEMON_BUSY,
     &DAEMON_RESTARTS,
     &DAEMON_START_TIME,
     &DAEMON_CPU,

@@ -24,6 +24,7 @@ pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families
         let d = state.daemon(daemon);
         let labels = [("daemon", daemon.name())];
         out.add(&c::DAEMON_UP, &labels, f64::from(u8::from(d.up)));
+        out.add(&c::DAEMON_BUSY, &labels, f64::from(u8::from(d.busy)));
         out.add(&c::DAEMON_RESTARTS, &labels, d.restarts as f64);
         if let Some(at) = d.started_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
             out.add(&c::DAEMON_START_TIME, &labels, at.as_secs_f64());
@@ -90,12 +91,14 @@ mod tests {
             ovsdb_server: DaemonState {
                 pid: Some(std::process::id()),
                 up: true,
+                busy: true,
                 restarts: 0,
                 started_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             },
             vswitchd: DaemonState {
                 pid: None,
                 up: false,
+                busy: false,
                 restarts: 3,
                 started_at: Some(SystemTime::now()),
             },
@@ -121,6 +124,8 @@ mod tests {
         for want in [
             "ovs_appliance_daemon_up{daemon=\"ovsdb-server\"} 1\n",
             "ovs_appliance_daemon_up{daemon=\"ovs-vswitchd\"} 0\n",
+            "ovs_appliance_daemon_busy{daemon=\"ovsdb-server\"} 1\n",
+            "ovs_appliance_daemon_busy{daemon=\"ovs-vswitchd\"} 0\n",
             "ovs_appliance_daemon_restarts_total{daemon=\"ovs-vswitchd\"} 3\n",
             "ovs_appliance_daemon_start_time_seconds{daemon=\"ovsdb-server\"} 1700000000\n",
             "ovs_appliance_daemon_resident_memory_bytes{daemon=\"ovsdb-server\"}",

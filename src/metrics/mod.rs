@@ -127,7 +127,13 @@ impl Metrics {
         let mut text = String::new();
         for daemon in Daemon::ALL {
             let d = state.daemon(daemon);
-            let word = if d.up { "up" } else { "down" };
+            // Busy is up (answered late while its main thread works; not restarted before
+            // busy_timeout) and said apart, so a slow daemon is not mistaken for a quick one.
+            let word = match (d.up, d.busy) {
+                (true, true) => "busy",
+                (true, false) => "up",
+                (false, _) => "down",
+            };
             let _ = match d.pid {
                 Some(pid) => writeln!(text, "{}: {word} (pid {pid})", daemon.name()),
                 None => writeln!(text, "{}: {word}", daemon.name()),
@@ -217,6 +223,12 @@ mod tests {
         let h = m.health();
         assert!(h.ok, "{h:?}");
         assert!(h.detail.contains("ovs-vswitchd: up (pid 7)"), "{h:?}");
+        // Busy is up (not restarted, still healthy) and said as its own state.
+        tx.send_modify(|s| s.vswitchd.busy = true);
+        let h = m.health();
+        assert!(h.ok, "{h:?}");
+        assert!(h.detail.contains("ovs-vswitchd: busy (pid 7)"), "{h:?}");
+        tx.send_modify(|s| s.vswitchd.busy = false);
         assert!(!m.ready().ok);
         m.reconcile.converged(true, 0);
         assert!(m.ready().ok);

@@ -102,7 +102,7 @@ impl Poller {
                 return Ok(conn.clone());
             }
         }
-        let path = self.run_dir.join(format!("{}.{pid}.ctl", daemon.name()));
+        let path = crate::rundir::ctl_socket(&self.run_dir, daemon.name(), pid);
         let conn = tokio::time::timeout(self.timeout, Conn::connect(&path))
             .await
             .map_err(|_| {

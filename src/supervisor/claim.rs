@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The claim's file name in run_dir.
-pub const FILE: &str = "ovs-appliance.pid";
+pub const FILE: &str = crate::rundir::CLAIM;
 
 /// Program name to pid, as the file lists them (`ovs-appliance 12`, `ovsdb-server 13`, ...).
 pub type Record = BTreeMap<String, u32>;
@@ -41,7 +41,7 @@ impl Claim {
     /// Takes the claim on `run_dir`. Returns what a previous appliance, now gone, recorded in
     /// it, or `AlreadyRunning` when another appliance holds it.
     pub fn take(run_dir: &Path) -> Result<(Claim, Record), stale::Error> {
-        let path = run_dir.join(FILE);
+        let path = crate::rundir::claim(run_dir);
         let io = |source| stale::Error::Claim {
             path: path.clone(),
             source,

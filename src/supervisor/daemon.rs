@@ -40,16 +40,16 @@ impl Layout {
     }
 
     pub fn db_sock(&self) -> PathBuf {
-        self.run_dir.join("db.sock")
+        crate::rundir::db_sock(&self.run_dir)
     }
 
     pub fn pidfile(&self, daemon: Daemon) -> PathBuf {
-        self.run_dir.join(format!("{}.pid", daemon.name()))
+        crate::rundir::pidfile(&self.run_dir, daemon.name())
     }
 
     /// OVS's default control socket name, which ovs-appctl finds with no flags.
     pub fn ctl_socket(&self, daemon: Daemon, pid: u32) -> PathBuf {
-        self.run_dir.join(format!("{}.{pid}.ctl", daemon.name()))
+        crate::rundir::ctl_socket(&self.run_dir, daemon.name(), pid)
     }
 }
 

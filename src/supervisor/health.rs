@@ -61,6 +61,15 @@ pub fn working(now: Option<(char, u64)>, before: Option<u64>) -> bool {
     }
 }
 
+/// A health check's outcome once a busy daemon is told from a hung one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    Answered,
+    /// Unanswered, but its main thread works: up, not restarted, reported as busy.
+    Busy,
+    Failed(String),
+}
+
 /// Tells a busy daemon from a hung one across health checks.
 #[derive(Debug, Default)]
 pub struct Busy {
@@ -73,24 +82,25 @@ pub struct Busy {
 }
 
 impl Busy {
-    /// `result` of `daemon`'s health check, with an unanswered check excused while the main
-    /// thread of `pid` works (see [`Busy::excuse`]), and the excuse logged.
+    /// `result` of `daemon`'s health check at `now`, with an unanswered check excused while
+    /// the main thread of `pid` works (`thread` is its [`main_thread_cpu`] reading; see
+    /// [`Busy::excuse`]), and the excuse logged.
     pub fn judge(
         &mut self,
         daemon: Daemon,
         pid: u32,
-        proc_root: &std::path::Path,
+        thread: Option<(char, u64)>,
+        now: Instant,
         limit: &HumanDuration,
         result: Result<(), String>,
-    ) -> Result<(), String> {
-        let thread = main_thread_cpu(proc_root, pid);
-        match self.excuse(thread, Instant::now(), limit, result) {
+    ) -> Judged {
+        match self.excuse(thread, now, limit, result) {
             Ok(Some(why)) => {
                 tracing::info!(daemon = daemon.name(), pid, %why, "working (its main thread is on CPU) and answers slowly; not counted as a failure");
-                Ok(())
+                Judged::Busy
             }
-            Ok(None) => Ok(()),
-            Err(why) => Err(why),
+            Ok(None) => Judged::Answered,
+            Err(why) => Judged::Failed(why),
         }
     }
 

@@ -1,18 +1,131 @@
 //! The supervision loop: start in order, watch (exits and health checks), restart with backoff
 //! inside a budget, and the orderly stop.
+//!
+//! The loop decides; a [`Host`] acts. Everything it does to processes and files (spawn, signal,
+//! health check, the main thread's CPU, the Open_vSwitch row, the ended daemon's control socket)
+//! goes through that seam, so the order, the restart budget and the drain can be tested with a
+//! scripted host (the tests below) as well as against real OVS (tests/supervisor*.rs).
 
 use super::backoff::{self, Budget, Jitter};
-use super::daemon::{self, Daemon};
+use super::claim::Claim;
+use super::daemon::{self, Daemon, Layout};
 use super::exit::ExitStatus;
-use super::flows::Flows;
+use super::flows::{self, Flows};
 use super::reaper::Reaper;
 use super::state::{self, StateTx};
 use super::{health, init, stale, Error, Settings, Shutdown};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+/// What the supervision loop does to the world.
+pub(super) trait Host {
+    /// Starts `daemon`; returns its pid and the future of its exit status.
+    fn spawn(&mut self, daemon: Daemon) -> std::io::Result<(u32, oneshot::Receiver<ExitStatus>)>;
+    /// Sends `signal` to a daemon not yet seen to end.
+    fn signal(&self, pid: u32, signal: Signal);
+    /// One health check (see [`health::check`]).
+    fn check(
+        &self,
+        daemon: Daemon,
+        pid: u32,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), String>>;
+    /// The state letter and CPU ticks of the daemon's main thread (see
+    /// [`health::main_thread_cpu`]).
+    fn main_thread(&self, pid: u32) -> Option<(char, u64)>;
+    /// Makes the Open_vSwitch row current once ovsdb-server answers; returns the system-id.
+    fn init_row(&mut self, timeout: Duration) -> impl Future<Output = Result<String, String>>;
+    /// Asks a daemon to exit over its control socket; false if it did not take the request.
+    fn ask_exit(&self, daemon: Daemon, pid: u32) -> impl Future<Output = bool>;
+    /// A daemon's end was seen: remove what it could not (its control socket after SIGKILL).
+    fn ended(&mut self, daemon: Daemon, pid: u32);
+    /// Before ovs-vswitchd is spawned: `flow-restore-wait` stamped when there are flows to
+    /// restore (see [`super::flows`]).
+    fn flows_before_vswitchd(&mut self) -> impl Future<Output = ()>;
+    /// Once ovs-vswitchd answers: its flows restored, the flag cleared.
+    fn flows_after_vswitchd(&mut self) -> impl Future<Output = ()>;
+    /// Before ovs-vswitchd is told to exit, or stopped with ovsdb-server: one last snapshot.
+    fn flows_snapshot(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The real host: the reaper's children, /proc, the daemons' sockets, and this appliance's claim
+/// on run_dir, where each daemon it starts is recorded.
+pub(super) struct Ovs {
+    pub reaper: &'static Reaper,
+    pub layout: Layout,
+    pub nice: Option<i32>,
+    pub proc_root: PathBuf,
+    pub stamp: init::Stamp,
+    pub claim: Claim,
+    pub flows: Arc<Flows>,
+    /// Snapshots read before ovs-vswitchd's spawn, restored once it answers.
+    pub pending: Vec<flows::Pending>,
+}
+
+impl Host for Ovs {
+    fn spawn(&mut self, daemon: Daemon) -> std::io::Result<(u32, oneshot::Receiver<ExitStatus>)> {
+        let spawned = daemon::spawn(self.reaper, daemon, &self.layout, self.nice)?;
+        let pid = spawned.child.id();
+        self.claim.started(daemon, pid);
+        Ok((pid, spawned.exit))
+    }
+
+    fn signal(&self, pid: u32, signal: Signal) {
+        let _ = kill(Pid::from_raw(pid as i32), signal);
+    }
+
+    async fn check(&self, daemon: Daemon, pid: u32, timeout: Duration) -> Result<(), String> {
+        health::check(daemon, pid, &self.layout, timeout).await
+    }
+
+    fn main_thread(&self, pid: u32) -> Option<(char, u64)> {
+        health::main_thread_cpu(&self.proc_root, pid)
+    }
+
+    async fn init_row(&mut self, timeout: Duration) -> Result<String, String> {
+        let client = crate::ovsdb::Client::connect_unix(&self.layout.db_sock())
+            .await
+            .map_err(|e| e.to_string())?
+            .with_timeout(timeout);
+        init::open_vswitch_row(&client, &self.layout.db_dir, &self.stamp)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn ask_exit(&self, daemon: Daemon, pid: u32) -> bool {
+        let ctl = self.layout.ctl_socket(daemon, pid);
+        let asked = tokio::time::timeout(
+            Duration::from_secs(1),
+            crate::unixctl::call(&ctl, "exit", &[]),
+        )
+        .await;
+        matches!(asked, Ok(Ok(_)))
+    }
+
+    fn ended(&mut self, daemon: Daemon, pid: u32) {
+        stale::remove_ctl(&self.layout, daemon, pid);
+    }
+
+    async fn flows_before_vswitchd(&mut self) {
+        self.pending = self.flows.before_vswitchd().await;
+    }
+
+    async fn flows_after_vswitchd(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.flows.after_vswitchd(pending).await;
+    }
+
+    async fn flows_snapshot(&mut self) {
+        self.flows.final_snapshot().await;
+    }
+}
 
 /// A daemon we started and have not yet seen end.
 struct Running {
@@ -37,9 +150,9 @@ impl Running {
         status
     }
 
-    fn signal(&self, signal: Signal) {
+    fn signal(&self, host: &impl Host, signal: Signal) {
         if self.exited.is_none() {
-            let _ = kill(Pid::from_raw(self.pid as i32), signal);
+            host.signal(self.pid, signal);
         }
     }
 }
@@ -57,45 +170,58 @@ enum Stop {
     Failed(Failure),
 }
 
-pub(super) struct Supervisor {
-    reaper: &'static Reaper,
-    settings: Settings,
-    stamp: init::Stamp,
+pub(super) struct Supervisor<H> {
+    host: H,
+    timing: crate::config::SupervisorConfig,
     ready: super::Ready,
     state: StateTx,
     db: Option<Running>,
     vswitchd: Option<Running>,
-    /// This appliance's claim on run_dir, where each daemon it starts is recorded.
-    claim: super::claim::Claim,
-    /// Flow snapshots, restored into every new ovs-vswitchd.
-    flows: std::sync::Arc<Flows>,
 }
 
-impl Supervisor {
+impl Supervisor<Ovs> {
     pub fn new(
         reaper: &'static Reaper,
         settings: Settings,
         stamp: init::Stamp,
         ready: super::Ready,
         state: StateTx,
-        claim: super::claim::Claim,
-        flows: std::sync::Arc<Flows>,
+        claim: Claim,
+        flows: Arc<Flows>,
+    ) -> Self {
+        let host = Ovs {
+            flows,
+            pending: Vec::new(),
+            reaper,
+            layout: settings.layout,
+            nice: settings.nice,
+            proc_root: settings.proc_root,
+            stamp,
+            claim,
+        };
+        Self::with_host(host, settings.timing, ready, state)
+    }
+}
+
+impl<H: Host> Supervisor<H> {
+    pub fn with_host(
+        host: H,
+        timing: crate::config::SupervisorConfig,
+        ready: super::Ready,
+        state: StateTx,
     ) -> Self {
         Self {
-            flows,
-            reaper,
-            settings,
-            stamp,
+            host,
+            timing,
             ready,
             state,
             db: None,
             vswitchd: None,
-            claim,
         }
     }
 
     pub async fn run(mut self, shutdown: &mut Shutdown) -> Result<(), Error> {
-        let timing = self.settings.timing.clone();
+        let timing = self.timing.clone();
         let mut budget = Budget::new(timing.restart_limit, timing.restart_window.0);
         let mut jitter = Jitter::from_clock();
         loop {
@@ -112,7 +238,7 @@ impl Supervisor {
             };
             warn!(daemon = failure.daemon.name(), why = %failure.why, "daemon failed; restarting");
             self.take_down(failure.daemon).await;
-            let now = Instant::now();
+            let now = Instant::now().into_std();
             let recent = budget.recent(now);
             if !budget.try_spend(now) {
                 error!(daemon = failure.daemon.name(), "restart budget exhausted");
@@ -152,9 +278,9 @@ impl Supervisor {
         if self.vswitchd.is_none() {
             // flow-restore-wait before the spawn (it is read only at start), the restore once
             // it answers, then the flag cleared.
-            let pending = self.flows.before_vswitchd().await;
+            self.host.flows_before_vswitchd().await;
             self.start(Daemon::Vswitchd, shutdown).await?;
-            self.flows.after_vswitchd(pending).await;
+            self.host.flows_after_vswitchd().await;
         }
         Ok(())
     }
@@ -168,40 +294,38 @@ impl Supervisor {
 
     async fn start(&mut self, daemon: Daemon, shutdown: &mut Shutdown) -> Result<(), Stop> {
         let began = Instant::now();
-        let spawned = daemon::spawn(
-            self.reaper,
-            daemon,
-            &self.settings.layout,
-            self.settings.nice,
-        )
-        .map_err(|e| {
+        let (pid, exit) = self.host.spawn(daemon).map_err(|e| {
             Stop::Failed(Failure {
                 daemon,
                 why: format!("spawn failed: {e}"),
             })
         })?;
-        let pid = spawned.child.id();
         info!(daemon = daemon.name(), pid, "started");
         self.state.send_modify(|s| state::spawned(s, daemon, pid));
-        self.claim.started(daemon, pid);
         *self.slot(daemon) = Some(Running {
             pid,
-            exit: spawned.exit,
+            exit,
             exited: None,
             failed_checks: 0,
             busy: health::Busy::default(),
         });
-        let timing = self.settings.timing.clone();
+        let timing = self.timing.clone();
         let deadline = began + timing.start_timeout.0;
-        let layout = self.settings.layout.clone();
         loop {
-            let check = health::check(daemon, pid, &layout, timing.health_timeout.0);
-            let running = self.slot(daemon).as_mut().expect("just started");
+            let check = self.host.check(daemon, pid, timing.health_timeout.0);
+            let running = match daemon {
+                Daemon::OvsdbServer => self.db.as_mut(),
+                Daemon::Vswitchd => self.vswitchd.as_mut(),
+            }
+            .expect("just started");
+            // An exit already seen wins over the check: a daemon that died at once is reported
+            // as such, not after more polls.
             tokio::select! {
-                result = check => if result.is_ok() { break },
+                biased;
                 status = running.wait() => return Err(Stop::Failed(Failure {
                     daemon, why: format!("{status} while starting"),
                 })),
+                result = check => if result.is_ok() { break },
                 _ = recv(shutdown) => return Err(Stop::Shutdown),
             }
             if Instant::now() >= deadline {
@@ -229,57 +353,58 @@ impl Supervisor {
                 why,
             })
         };
-        let layout = &self.settings.layout;
-        let client = crate::ovsdb::Client::connect_unix(&layout.db_sock())
+        let system_id = self
+            .host
+            .init_row(self.timing.start_timeout.0)
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .with_timeout(self.settings.timing.start_timeout.0);
-        let system_id = init::open_vswitch_row(&client, &layout.db_dir, &self.stamp)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        info!(%system_id, ovs_version = %self.stamp.ovs_version, "Open_vSwitch row initialised");
+            .map_err(failed)?;
+        info!(%system_id, "Open_vSwitch row initialised");
         Ok(())
     }
 
     /// Waits for a daemon to end or stop answering, or for a shutdown.
     async fn watch(&mut self, shutdown: &mut Shutdown) -> Stop {
-        let timing = self.settings.timing.clone();
-        let layout = self.settings.layout.clone();
+        let timing = self.timing.clone();
         let period = timing.health_interval.0;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (Some(db), Some(vs)) = (self.db.as_mut(), self.vswitchd.as_mut()) else {
                 unreachable!("watch runs with both daemons up");
             };
+            let host = &self.host;
             tokio::select! {
                 _ = recv(shutdown) => return Stop::Shutdown,
                 status = db.wait() => return failed(Daemon::OvsdbServer, status.to_string()),
                 status = vs.wait() => return failed(Daemon::Vswitchd, status.to_string()),
                 _ = tick.tick() => {
                     let (db_ok, vs_ok) = tokio::join!(
-                        health::check(Daemon::OvsdbServer, db.pid, &layout, timing.health_timeout.0),
-                        health::check(Daemon::Vswitchd, vs.pid, &layout, timing.health_timeout.0),
+                        host.check(Daemon::OvsdbServer, db.pid, timing.health_timeout.0),
+                        host.check(Daemon::Vswitchd, vs.pid, timing.health_timeout.0),
                     );
                     // Either daemon can be busy rather than hung: vswitchd adding or deleting
                     // hundreds of ports, ovsdb-server sending those rows to every monitor.
-                    let proc_root = &self.settings.proc_root;
-                    let db_ok = db.busy.judge(Daemon::OvsdbServer, db.pid, proc_root, &timing.busy_timeout, db_ok);
-                    let vs_ok = vs.busy.judge(Daemon::Vswitchd, vs.pid, proc_root, &timing.busy_timeout, vs_ok);
-                    // What /healthz, /readyz and ovs_up report is the supervisor's judgment: a
-                    // daemon that is busy, not hung, is up (and is not restarted).
+                    let now = Instant::now().into_std();
+                    let limit = &timing.busy_timeout;
+                    let db_ok = db.busy.judge(Daemon::OvsdbServer, db.pid, host.main_thread(db.pid), now, limit, db_ok);
+                    let vs_ok = vs.busy.judge(Daemon::Vswitchd, vs.pid, host.main_thread(vs.pid), now, limit, vs_ok);
+                    // What /healthz, /readyz, ovs_up and ovs_appliance_daemon_busy report is the
+                    // supervisor's judgment: a daemon that is busy, not hung, is up and busy (and
+                    // is not restarted).
                     self.state.send_if_modified(|s| {
-                        let before = (s.ovsdb_server.up, s.vswitchd.up);
-                        s.ovsdb_server.up = db_ok.is_ok();
-                        s.vswitchd.up = vs_ok.is_ok();
-                        before != (s.ovsdb_server.up, s.vswitchd.up)
+                        let before = s.clone();
+                        for (d, judged) in [(&mut s.ovsdb_server, &db_ok), (&mut s.vswitchd, &vs_ok)] {
+                            d.up = !matches!(judged, health::Judged::Failed(_));
+                            d.busy = matches!(judged, health::Judged::Busy);
+                        }
+                        before != *s
                     });
-                    for (daemon, running, result) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
-                        match result {
-                            Ok(()) => {
+                    for (daemon, running, judged) in [(Daemon::OvsdbServer, db, db_ok), (Daemon::Vswitchd, vs, vs_ok)] {
+                        match judged {
+                            health::Judged::Answered | health::Judged::Busy => {
                                 running.failed_checks = 0;
                             }
-                            Err(why) => {
+                            health::Judged::Failed(why) => {
                                 running.failed_checks += 1;
                                 warn!(daemon = daemon.name(), pid = running.pid, failed = running.failed_checks, %why, "health check failed");
                                 if running.failed_checks >= timing.health_failures {
@@ -297,20 +422,25 @@ impl Supervisor {
     async fn take_down(&mut self, daemon: Daemon) {
         if daemon == Daemon::OvsdbServer {
             // ovs-vswitchd still has its flows: keep them for the one that follows.
-            self.flows.final_snapshot().await;
+            self.host.flows_snapshot().await;
             if let Some(vs) = self.vswitchd.as_mut() {
-                vs.signal(Signal::SIGTERM);
+                vs.signal(&self.host, Signal::SIGTERM);
                 if tokio::time::timeout(Duration::from_secs(5), vs.wait())
                     .await
                     .is_err()
                 {
-                    vs.signal(Signal::SIGKILL);
+                    vs.signal(&self.host, Signal::SIGKILL);
                 }
             }
             self.end(Daemon::Vswitchd).await;
         }
-        if let Some(running) = self.slot(daemon).as_mut() {
-            running.signal(Signal::SIGKILL);
+        let host = &self.host;
+        let running = match daemon {
+            Daemon::OvsdbServer => self.db.as_mut(),
+            Daemon::Vswitchd => self.vswitchd.as_mut(),
+        };
+        if let Some(running) = running {
+            running.signal(host, Signal::SIGKILL);
         }
         self.end(daemon).await;
     }
@@ -318,7 +448,8 @@ impl Supervisor {
     fn set_up(&self, daemon: Daemon, up: bool) {
         self.state.send_if_modified(|s| {
             let d = s.daemon_mut(daemon);
-            std::mem::replace(&mut d.up, up) != up
+            let busy = std::mem::replace(&mut d.busy, false);
+            std::mem::replace(&mut d.up, up) != up || busy
         });
     }
 
@@ -336,31 +467,29 @@ impl Supervisor {
                 "did not end after SIGKILL"
             ),
         }
-        stale::remove_ctl(&self.settings.layout, daemon, running.pid);
+        self.host.ended(daemon, running.pid);
         self.state.send_modify(|s| state::ended(s, daemon));
     }
 
     /// The orderly stop: vswitchd first (control-socket `exit`), then ovsdb-server, within the
     /// drain timeout; a second shutdown request or the timeout kills what is left.
     async fn drain(&mut self, shutdown: &mut Shutdown) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + self.settings.timing.drain_timeout.0;
+        let deadline = Instant::now() + self.timing.drain_timeout.0;
         // Before ovs-vswitchd is told to exit: what a new container on this db_dir restores.
-        let _ = tokio::time::timeout_at(deadline, self.flows.final_snapshot()).await;
+        let _ = tokio::time::timeout_at(deadline, self.host.flows_snapshot()).await;
         let mut escalated = false;
         for daemon in [Daemon::Vswitchd, Daemon::OvsdbServer] {
-            let layout = self.settings.layout.clone();
-            let Some(running) = self.slot(daemon).as_mut() else {
+            let host = &self.host;
+            let running = match daemon {
+                Daemon::OvsdbServer => self.db.as_mut(),
+                Daemon::Vswitchd => self.vswitchd.as_mut(),
+            };
+            let Some(running) = running else {
                 continue;
             };
             if running.exited.is_none() && !escalated {
-                let ctl = layout.ctl_socket(daemon, running.pid);
-                let asked = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    crate::unixctl::call(&ctl, "exit", &[]),
-                )
-                .await;
-                if !matches!(asked, Ok(Ok(_))) {
-                    running.signal(Signal::SIGTERM);
+                if !host.ask_exit(daemon, running.pid).await {
+                    running.signal(host, Signal::SIGTERM);
                 }
                 tokio::select! {
                     _ = running.wait() => {}
@@ -374,7 +503,7 @@ impl Supervisor {
                     }
                 }
             }
-            running.signal(Signal::SIGKILL);
+            running.signal(host, Signal::SIGKILL);
             self.end(daemon).await;
         }
         info!("stopped");
@@ -392,3 +521,7 @@ async fn recv(shutdown: &mut Shutdown) {
         std::future::pending::<()>().await;
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ pub fn clean(layout: &Layout) -> Result<Vec<PathBuf>, Error> {
     if locked(&db_lock) {
         return Err(busy(Daemon::OvsdbServer, db_lock));
     }
-    let db_sock = layout.run_dir.join("db.sock");
+    let db_sock = layout.db_sock();
     if answers(&db_sock) {
         return Err(busy(Daemon::OvsdbServer, db_sock));
     }
@@ -113,8 +113,7 @@ fn read_pid(pidfile: &Path) -> Option<i32> {
 }
 
 /// `<run_dir>/<daemon>.<pid>.ctl` files with the pid they name.
-fn ctl_sockets(run_dir: &Path, daemon: Daemon) -> Vec<(PathBuf, i32)> {
-    let prefix = format!("{}.", daemon.name());
+fn ctl_sockets(run_dir: &Path, daemon: Daemon) -> Vec<(PathBuf, u32)> {
     let Ok(entries) = std::fs::read_dir(run_dir) else {
         return Vec::new();
     };
@@ -122,11 +121,7 @@ fn ctl_sockets(run_dir: &Path, daemon: Daemon) -> Vec<(PathBuf, i32)> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let pid = name
-                .strip_prefix(&prefix)?
-                .strip_suffix(".ctl")?
-                .parse()
-                .ok()?;
+            let pid = crate::rundir::parse_ctl_socket(&name, daemon.name())?;
             Some((entry.path(), pid))
         })
         .collect()

@@ -14,6 +14,9 @@ pub struct DaemonState {
     /// True while the daemon answers its health checks (false while starting, after a failed
     /// check, and once it has ended).
     pub up: bool,
+    /// Up, but its last health check went unanswered while its main thread worked (adding or
+    /// deleting many ports): excused up to `busy_timeout`, not restarted.
+    pub busy: bool,
     /// Times it was started again after its first start.
     pub restarts: u64,
     /// When the current (or last) process was spawned.
@@ -90,6 +93,7 @@ pub(super) fn spawned(state: &mut State, daemon: Daemon, pid: u32) {
     }
     d.pid = Some(pid);
     d.up = false;
+    d.busy = false;
     d.started_at = Some(SystemTime::now());
 }
 
@@ -98,6 +102,7 @@ pub(super) fn ended(state: &mut State, daemon: Daemon) {
     let d = state.daemon_mut(daemon);
     d.pid = None;
     d.up = false;
+    d.busy = false;
 }
 
 #[cfg(test)]

@@ -548,7 +548,7 @@ fn snapshot_files(dir: &Path) -> Vec<(String, PathBuf)> {
 /// Waits until the bridge's management socket accepts a connection (ovs-vswitchd answers its
 /// control socket before it has made every bridge), or ovs-vswitchd is gone.
 async fn wait_for_bridge(paths: &Paths, bridge: &str) -> Result<(), ofctl::Failed> {
-    let mgmt = paths.run_dir.join(format!("{bridge}.mgmt"));
+    let mgmt = crate::rundir::mgmt(&paths.run_dir, bridge);
     while tokio::net::UnixStream::connect(&mgmt).await.is_err() {
         if !super::stale::locked(&paths.vswitchd_pidfile) {
             return Err(ofctl::Failed {
