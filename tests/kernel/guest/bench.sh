@@ -4,14 +4,12 @@
 #  2. cold start of the appliance to a configured bridge (readyz answers and the internal
 #     port has its address), fresh database each run, with the openvswitch module absent (so the
 #     appliance loads it) and, as the baseline, already loaded; and modprobe openvswitch alone;
-#  3. probes lost by a 10 ms ping across a kill -9 of ovs-vswitchd, as the appliance restarts it
-#     today and with other_config:flow-restore-wait=true set beforehand (cleared once the new
-#     one answers, as ovs-ctl's restart does), alternating.
+# (Probes lost across restarts, with and without the flow restore: bench-restarts.sh.)
 # Each figure is one line: BENCH <measure> <run> <value> <unit>. The host takes the medians.
 . /kt/lib.sh
 
 IPERF_RUNS=7 IPERF_SECONDS=4
-COLD_RUNS=5 MODPROBE_RUNS=5 KILL_RUNS=5
+COLD_RUNS=5 MODPROBE_RUNS=5
 
 bench_line() { say "BENCH $*"; }
 
@@ -117,66 +115,7 @@ TOML
   app_stop iperf
 }
 
-# kill_loss default|flow-restore-wait RUN: one kill -9 under `ping -i 0.01 -c 600`.
-kill_loss() {
-  local variant=$1 run=$2 old new i out sent got ping
-  [ "$variant" = flow-restore-wait ] && vsctl kl set open_vswitch . other_config:flow-restore-wait=true
-  old=$(vswitchd_pid kl)
-  ip netns exec ka ping -i 0.01 -c 600 -W 1 10.90.0.2 >/tmp/kl-ping.log 2>&1 &
-  ping=$!
-  sleep 2
-  kill -9 "$old"
-  for i in $(seq 300); do
-    new=$(vswitchd_pid kl)
-    [ -n "$new" ] && [ "$new" != "$old" ] && appctl kl version >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  [ "$variant" = flow-restore-wait ] && vsctl kl remove open_vswitch . other_config flow-restore-wait
-  wait "$ping"
-  out=$(cat /tmp/kl-ping.log)
-  sent=$(awk '/packets transmitted/ { print $1 }' <<<"$out")
-  got=$(awk '/packets transmitted/ { print $4 }' <<<"$out")
-  if [ -n "$sent" ] && ping_ok ka 10.90.0.2 >/dev/null; then
-    bench_line "kill9-lost-$variant" "$run" "$((sent - got))" probes
-  else
-    say "LOG bench: kill run $run ($variant): no summary or no traffic after: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
-  fi
-  sleep 1
-}
-
-kill_runs() {
-  host_port ka ka 10.90.0.1/24
-  host_port kb kb 10.90.0.2/24
-  # restart_window 1s: every kill is a first restart (immediate), and ten kills stay
-  # within the restart budget.
-  app_init kl auto 9562 <<'TOML'
-[supervisor]
-restart_window = "1s"
-
-[[bridges]]
-name = "br-k"
-  [[bridges.ports]]
-  name = "ka"
-  [[bridges.ports]]
-  name = "kb"
-TOML
-  app_start kl
-  app_wait_ready kl 120 || { say "LOG bench: $WHY"; return 1; }
-  ping_ok ka 10.90.0.2 >/dev/null || { say "LOG bench: no ping before the kills"; return 1; }
-  local run
-  for run in $(seq "$KILL_RUNS"); do
-    if [ $((run % 2)) = 1 ]; then
-      kill_loss default "$run"
-      kill_loss flow-restore-wait "$run"
-    else
-      kill_loss flow-restore-wait "$run"
-      kill_loss default "$run"
-    fi
-  done
-  app_stop kl
-}
-
-say "BENCH-CONFIG iperf_runs=$IPERF_RUNS iperf_seconds=$IPERF_SECONDS cold_runs=$COLD_RUNS modprobe_runs=$MODPROBE_RUNS kill_runs=$KILL_RUNS"
+say "BENCH-CONFIG iperf_runs=$IPERF_RUNS iperf_seconds=$IPERF_SECONDS cold_runs=$COLD_RUNS modprobe_runs=$MODPROBE_RUNS"
 iperf_paths
 cleanup_all
 for run in $(seq "$COLD_RUNS"); do
@@ -186,6 +125,4 @@ done
 for run in $(seq "$MODPROBE_RUNS"); do
   modprobe_alone "$run"
 done
-cleanup_all
-kill_runs
 exit 0
