@@ -176,6 +176,13 @@ fn kill_9_of_vswitchd_restores_flows_added_by_hand() {
     let log = app.log();
     assert!(log.contains("flows restored"), "{log}");
     assert!(log.contains("flow-restore-wait set"), "{log}");
+    // `status` shows the snapshot: its flows and age.
+    let out = app.oneshot(&[], "status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("flow snapshot br0: 2 flows, written "),
+        "status: {text}"
+    );
 }
 
 #[test]
