@@ -604,8 +604,11 @@ async fn set_flag(client: &Client, on: bool) -> Result<(), crate::ovsdb::Error> 
     Ok(())
 }
 
+/// One snapshot as `status` shows it: when it was taken and its flows, or why it is unreadable.
+pub type Described = Result<(SystemTime, usize), String>;
+
 /// The snapshots in `db_dir` for `status`: bridge, when taken, flows; damaged ones with why.
-pub fn describe(db_dir: &Path) -> Vec<(String, Result<(SystemTime, usize), String>)> {
+pub fn describe(db_dir: &Path) -> Vec<(String, Described)> {
     snapshot_files(&db_dir.join(DIR))
         .into_iter()
         .map(|(bridge, path)| {

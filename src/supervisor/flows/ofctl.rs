@@ -201,7 +201,7 @@ impl Ofctl<'_> {
                 .await?;
         }
         if !content.groups.is_empty() {
-            self.from_file(
+            self.with_file(
                 bridge,
                 protocol,
                 "add-groups",
@@ -215,7 +215,7 @@ impl Ofctl<'_> {
             self.run(&["-O", protocol, "add-meter", bridge, meter])
                 .await?;
         }
-        self.from_file(
+        self.with_file(
             bridge,
             protocol,
             "replace-flows",
@@ -226,7 +226,7 @@ impl Ofctl<'_> {
         .await
     }
 
-    async fn from_file(
+    async fn with_file(
         &self,
         bridge: &str,
         protocol: &str,
