@@ -16,8 +16,8 @@
 //!    never stay blocked. A snapshot ovs-vswitchd refused is renamed aside; one whose restore
 //!    was cut short by ovs-vswitchd dying stays, for the next start.
 //! 3. While it runs, [`Flows::snapshot_loop`] compares each bridge's flows with the snapshot
-//!    every `flow_snapshot_interval` (less often when dumping them takes more than 1/[`DUTY`]
-//!    of that time) and writes (atomically) only on a change; groups, meters and TLV maps are
+//!    every `flow_snapshot_interval` (less often when dumping them takes more than 1/20
+//!    of that time, yet at least every 10 s) and writes (atomically) only on a change; groups, meters and TLV maps are
 //!    compared too every [`FULL_EVERY`] passes. [`Flows::final_snapshot`]
 //!    takes one more before ovs-vswitchd is told to exit.
 //!
@@ -26,18 +26,21 @@
 //! Rules name ports by OpenFlow number; OVS keeps those across restarts (it reuses
 //! Interface.ofport, tested in tests/flows.rs).
 
+mod db;
 pub mod file;
 pub mod ofctl;
+mod snapshot;
 
 use super::reaper::Reaper;
 use super::state::{SnapshotInfo, StateTx};
 use crate::ovsdb::Client;
+use db::{bridges, set_flag};
 use ofctl::Ofctl;
-use serde_json::{json, Value};
+use snapshot::Known;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// Every this many passes, groups, meters and the TLV map are compared too (a pass otherwise
 /// dumps only the flows, the part that changes often).
@@ -84,20 +87,6 @@ pub struct Pending {
     /// longer enables that one.
     protocol: String,
 }
-
-/// What the last pass knew of a bridge.
-#[derive(Debug, Clone, Copy, Default)]
-struct Known {
-    flows: Option<[u8; 20]>,
-    content: Option<[u8; 20]>,
-    /// No dump before this: dumping is held to [`DUTY`] of one core, so a big table is
-    /// compared less often than every interval.
-    next_dump: Option<Instant>,
-}
-
-/// The share of time the flow dumps may take: a dump of 10,000 flows took 150-700 ms here
-/// (ovs-ofctl and ovs-vswitchd together), which every second would cost a third of a core.
-const DUTY: u32 = 20;
 
 #[derive(Debug, Default)]
 struct Gate {
@@ -366,168 +355,7 @@ impl Flows {
         }
         self.state.send_modify(|s| s.flows.snapshots = snapshots);
     }
-
-    /// Takes a snapshot every interval while the gate is open. Runs until dropped.
-    pub async fn snapshot_loop(&self) {
-        let period = self.config.interval;
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let mut gate = self.gate.lock().await;
-            if !gate.open {
-                continue;
-            }
-            gate.passes += 1;
-            let full = gate.passes % FULL_EVERY == 0;
-            self.pass(&mut gate, full).await;
-        }
-    }
-
-    /// One last full snapshot before ovs-vswitchd is told to exit (or killed with a dead
-    /// ovsdb-server), then no more until the next restore.
-    pub async fn final_snapshot(&self) {
-        let mut gate = self.gate.lock().await;
-        if gate.open {
-            self.pass(&mut gate, true).await;
-        }
-        gate.open = false;
-    }
-
-    async fn pass(&self, gate: &mut Gate, full: bool) {
-        let read = match self.client().await {
-            Ok(client) => bridges(&client).await,
-            Err(e) => Err(e),
-        };
-        let bridges = match read {
-            Ok(b) => {
-                self.drop_vanished(&b, gate);
-                gate.bridges = b.clone();
-                b
-            }
-            Err(e) => {
-                debug!(%e, "bridges not read; using the last list");
-                gate.bridges.clone()
-            }
-        };
-        let ofctl = self.ofctl(Duration::from_secs(30));
-        for bridge in &bridges {
-            let known = gate.known.entry(bridge.name.clone()).or_default();
-            if let Some(k) = self.snapshot_one(&ofctl, bridge, *known, full).await {
-                *known = k;
-            }
-        }
-    }
-
-    /// Snapshots of bridges that left the database while it ran.
-    fn drop_vanished(&self, bridges: &[Bridge], gate: &mut Gate) {
-        gate.known
-            .retain(|name, _| bridges.iter().any(|b| &b.name == name));
-        let mut gone = Vec::new();
-        for (name, path) in snapshot_files(&self.dir()) {
-            if !bridges.iter().any(|b| b.name == name) && std::fs::remove_file(&path).is_ok() {
-                info!(bridge = %name, "bridge deleted: its flow snapshot removed");
-                gone.push(name);
-            }
-        }
-        if !gone.is_empty() {
-            self.state.send_modify(|s| {
-                for name in &gone {
-                    s.flows.snapshots.remove(name);
-                }
-            });
-        }
-    }
-
-    /// Writes `bridge`'s snapshot when its flows (or, on a full pass, anything) changed.
-    /// Returns what is known after it, or None when nothing could be read (ovs-vswitchd busy
-    /// or gone: tried again next pass).
-    async fn snapshot_one(
-        &self,
-        ofctl: &Ofctl<'_>,
-        bridge: &Bridge,
-        known: Known,
-        full: bool,
-    ) -> Option<Known> {
-        let path = file::path(&self.dir(), &bridge.name)?;
-        let began = Instant::now();
-        if !full && known.next_dump.is_some_and(|at| began < at) {
-            return Some(known);
-        }
-        let flows = match ofctl.dump_flows(&bridge.name, &bridge.protocol).await {
-            Ok(f) => f,
-            Err(e) => {
-                debug!(bridge = %bridge.name, %e, "flows not dumped");
-                return None;
-            }
-        };
-        let next_dump = Some(began + began.elapsed() * DUTY);
-        let flows_digest = lines_digest(&flows);
-        if !full && known.flows == Some(flows_digest) && known.content.is_some() {
-            return Some(Known { next_dump, ..known });
-        }
-        let content = match ofctl.dump(&bridge.name, &bridge.protocol).await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(bridge = %bridge.name, %e, "snapshot not dumped");
-                return None;
-            }
-        };
-        let digest = content.digest();
-        let known = Known {
-            flows: Some(lines_digest(&content.flows)),
-            content: Some(digest),
-            next_dump: Some(began + began.elapsed() * DUTY),
-        };
-        if self.on_disk_digest(&path, known.content) {
-            return Some(known);
-        }
-        let snapshot = file::Snapshot {
-            bridge: bridge.name.clone(),
-            protocol: bridge.protocol.clone(),
-            taken: SystemTime::now(),
-            content,
-        };
-        let text = file::encode(&snapshot);
-        match file::write_atomic(&path, &text) {
-            Ok(()) => {
-                // At most once per interval and bridge, and only on a change.
-                info!(bridge = %bridge.name, flows = snapshot.content.flows.len(), bytes = text.len(), took_ms = began.elapsed().as_millis() as u64, "flow snapshot written");
-                let info = SnapshotInfo {
-                    taken: snapshot.taken,
-                    bytes: text.len() as u64,
-                    flows: snapshot.content.flows.len() as u64,
-                };
-                self.state.send_modify(|s| {
-                    s.flows.written += 1;
-                    s.flows.snapshots.insert(bridge.name.clone(), info);
-                });
-                Some(known)
-            }
-            Err(e) => {
-                error!(bridge = %bridge.name, error = %e, "flow snapshot not written; the previous one is kept");
-                self.state.send_modify(|s| s.flows.write_failed += 1);
-                None
-            }
-        }
-    }
-
-    /// Whether the file on disk already holds content with `digest` (after a restart nothing
-    /// is known in memory, and an unchanged snapshot must not be written again).
-    fn on_disk_digest(&self, path: &Path, digest: Option<[u8; 20]>) -> bool {
-        file::read(path).is_ok_and(|s| Some(s.content.digest()) == digest)
-    }
 }
-
-fn lines_digest(lines: &[String]) -> [u8; 20] {
-    let mut sha = sha1_smol::Sha1::new();
-    for l in lines {
-        sha.update(l.as_bytes());
-        sha.update(b"\n");
-    }
-    sha.digest().bytes()
-}
-
 /// `(bridge, path)` of every snapshot file in `dir`.
 fn snapshot_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -561,49 +389,6 @@ async fn wait_for_bridge(paths: &Paths, bridge: &str) -> Result<(), ofctl::Faile
     Ok(())
 }
 
-/// Every bridge's name and highest OpenFlow version.
-async fn bridges(client: &Client) -> Result<Vec<Bridge>, crate::ovsdb::Error> {
-    let select = json!({"op": "select", "table": "Bridge", "where": [],
-                        "columns": ["name", "protocols"]});
-    let results = client.transact_raw("Open_vSwitch", vec![select]).await?;
-    let rows = results
-        .first()
-        .and_then(|r| r["rows"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    Ok(rows.iter().filter_map(bridge_of_row).collect())
-}
-
-fn bridge_of_row(row: &Value) -> Option<Bridge> {
-    let name = row["name"].as_str()?.to_string();
-    let protocols: Vec<String> = match &row["protocols"] {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) if a.first().and_then(Value::as_str) == Some("set") => a
-            .get(1)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    Some(Bridge {
-        name,
-        protocol: ofctl::highest_protocol(&protocols),
-    })
-}
-
-/// Sets `other_config:flow-restore-wait=true`, or removes the key.
-async fn set_flag(client: &Client, on: bool) -> Result<(), crate::ovsdb::Error> {
-    let mut mutations = vec![json!(["other_config", "delete", ["set", [FLAG]]])];
-    if on {
-        mutations.push(json!(["other_config", "insert", ["map", [[FLAG, "true"]]]]));
-    }
-    let op = json!({"op": "mutate", "table": "Open_vSwitch", "where": [], "mutations": mutations});
-    client.transact_raw("Open_vSwitch", vec![op]).await?;
-    Ok(())
-}
-
 /// One snapshot as `status` shows it: when it was taken and its flows, or why it is unreadable.
 pub type Described = Result<(SystemTime, usize), String>;
 
@@ -623,25 +408,6 @@ pub fn describe(db_dir: &Path) -> Vec<(String, Described)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bridges_from_select_rows() {
-        let rows = [
-            json!({"name": "br0", "protocols": ["set", ["OpenFlow10", "OpenFlow13"]]}),
-            json!({"name": "br1", "protocols": "OpenFlow15"}),
-            json!({"name": "br2", "protocols": ["set", []]}),
-        ];
-        let got: Vec<Bridge> = rows.iter().filter_map(bridge_of_row).collect();
-        let want = [
-            ("br0", "OpenFlow13"),
-            ("br1", "OpenFlow15"),
-            ("br2", "OpenFlow14"),
-        ];
-        for (b, (name, protocol)) in got.iter().zip(want) {
-            assert_eq!((b.name.as_str(), b.protocol.as_str()), (name, protocol));
-        }
-        assert_eq!(got.len(), 3);
-    }
 
     #[test]
     fn only_snapshot_files_are_listed() {
