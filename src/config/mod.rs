@@ -4,6 +4,7 @@
 
 mod bridges;
 mod duration;
+mod parse;
 mod read;
 mod validate;
 mod validate_bridges;
@@ -242,9 +243,15 @@ impl Default for MetricsConfig {
 impl Config {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
-        let config: Config = toml::from_str(text).map_err(|e| Error::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
+        let config = parse::parse(text).map_err(|failure| match failure {
+            parse::Failure::Syntax(message) => Error::Parse {
+                path: origin.to_path_buf(),
+                message,
+            },
+            parse::Failure::Fields(errors) => Error::Invalid {
+                path: origin.to_path_buf(),
+                errors,
+            },
         })?;
         config.validate().map_err(|errors| Error::Invalid {
             path: origin.to_path_buf(),
