@@ -15,6 +15,9 @@ pub mod rundir;
 pub mod supervisor;
 pub mod unixctl;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 /// The one skip rule of every test tier, shared with `tests/` (see that file).
 #[cfg(test)]
 #[path = "../tests/skip/mod.rs"]

@@ -120,7 +120,10 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run(config, &paths, held.unwrap_or_else(app::hold_signals)),
         Command::Check => app::check(config, &paths),
-        Command::Validate => app::validate(config).map(|_| println!("config is valid")),
+        Command::Validate => app::validate(config).map(|config| {
+            print!("{}", app::expansions_text(&config));
+            println!("config is valid");
+        }),
         Command::Plan { json } => app::plan(config, &paths.kernel, json),
         Command::Apply => app::apply(config, &paths.kernel),
         Command::Status => app::status(config, &paths.kernel),

@@ -72,6 +72,7 @@ pub fn plan(config_path: Option<&Path>, kernel: &KernelPaths, as_json: bool) -> 
             });
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         } else {
+            print!("{}", super::expansions_text(&config));
             print_plan(&plan);
         }
         Ok(())

@@ -79,6 +79,16 @@ pub fn validate(config_path: Option<&Path>) -> Result<Config, Error> {
     Ok(Config::load(config_path)?)
 }
 
+/// One line per value that named environment variables: the field, the value it took, and
+/// what was written (`validate` and `plan` show them).
+pub fn expansions_text(config: &Config) -> String {
+    config
+        .expansions
+        .iter()
+        .map(|e| format!("{} = {:?} (from {:?})\n", e.path, e.value, e.written))
+        .collect()
+}
+
 /// `check`: the preflight report on stdout. Fatal problems are returned as the error. It loads
 /// no module: whether `run` could is found out with `modprobe --dry-run`.
 pub fn check(config_path: Option<&Path>, paths: &HostPaths) -> Result<(), Error> {

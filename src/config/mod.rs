@@ -3,7 +3,8 @@
 //! Owns parsing and checking only; it touches no process, socket or kernel object.
 
 mod bridges;
-mod duration;
+pub(crate) mod duration;
+mod expand;
 mod parse;
 mod read;
 mod validate;
@@ -11,6 +12,7 @@ mod validate_bridges;
 
 pub use bridges::{BondMode, Bridge, BridgeDatapath, FailMode, Lacp, Port, PortType, Vlan};
 pub use duration::HumanDuration;
+pub use expand::Expansion;
 pub use validate::FieldError;
 
 use serde::Deserialize;
@@ -58,6 +60,9 @@ pub struct Config {
     pub bridges: Vec<Bridge>,
     /// The HTTP endpoint for Prometheus and health probes, and what it exports.
     pub metrics: MetricsConfig,
+    /// The values that named environment variables, as written and as expanded.
+    #[serde(skip)]
+    pub expansions: Vec<Expansion>,
 }
 
 /// Which datapath OVS bridges use.
@@ -243,7 +248,16 @@ impl Default for MetricsConfig {
 impl Config {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
-        let config = parse::parse(text).map_err(|failure| match failure {
+        Self::from_toml_with(text, origin, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_toml`], with `${NAME}` references looked up with `env`.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let config = parse::parse(text, env).map_err(|failure| match failure {
             parse::Failure::Syntax(message) => Error::Parse {
                 path: origin.to_path_buf(),
                 message,

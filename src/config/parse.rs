@@ -23,13 +23,17 @@ pub(super) enum Failure {
 /// The tables of the document, in the order the README lists them.
 const TABLES: [&str; 4] = ["ovs", "supervisor", "metrics", "bridges"];
 
-pub(super) fn parse(text: &str) -> Result<Config, Failure> {
-    let table: Table = text
+pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Failure> {
+    let mut table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| Failure::Syntax(e.to_string().trim_end().to_string()))?;
+    let expansions = super::expand::expand(&mut table, env).map_err(Failure::Fields)?;
     let whole = Value::Table(table.clone()).try_into::<Config>();
     match whole {
-        Ok(config) => Ok(config),
+        Ok(config) => Ok(Config {
+            expansions,
+            ..config
+        }),
         Err(first) => {
             let mut errors = Vec::new();
             each_key(&table, &mut errors);
@@ -172,7 +176,7 @@ mod tests {
     use super::*;
 
     fn fields(text: &str) -> Vec<String> {
-        match parse(text) {
+        match parse(text, &|_| None) {
             Err(Failure::Fields(errors)) => errors.iter().map(|e| e.to_string()).collect(),
             other => panic!("expected field errors, got {other:?}"),
         }
@@ -225,7 +229,7 @@ x = 1
     #[test]
     fn a_good_config_parses_whole() {
         let text = "[[bridges]]\nname = \"br0\"\n[[bridges.ports]]\nname = \"p1\"\n";
-        let config = parse(text).unwrap();
+        let config = parse(text, &|_| None).unwrap();
         assert_eq!(config.bridges[0].ports[0].name, "p1");
     }
 
@@ -243,7 +247,7 @@ x = 1
 
     #[test]
     fn syntax_errors_keep_tomls_line_and_column() {
-        match parse("[ovs\n") {
+        match parse("[ovs\n", &|_| None) {
             Err(Failure::Syntax(message)) => assert!(message.contains("line 1"), "{message}"),
             other => panic!("{other:?}"),
         }

@@ -6,7 +6,7 @@
 //! nothing anywhere. Every series is built at scrape time from current state, so a deleted
 //! interface's series is gone from the next scrape.
 
-mod appctl;
+pub(crate) mod appctl;
 pub mod catalogue;
 mod daemons;
 mod families;
