@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod ignition;
+pub mod kubernetes;
 pub mod metrics;
 pub mod netlink;
 pub mod ovsdb;

@@ -7,7 +7,7 @@ mod http_probe;
 mod signals;
 
 pub use commands::{apply, plan, status};
-pub use deploy::{healthcheck, ignition};
+pub use deploy::{healthcheck, ignition, kubernetes};
 pub use http_probe::{DEFAULT_URL as DEFAULT_HEALTH_URL, TIMEOUT as HEALTH_TIMEOUT};
 pub use signals::{hold as hold_signals, Held};
 

@@ -42,6 +42,29 @@ pub enum Error {
     },
 }
 
+/// Reads a config file as `Config::load` does (a regular file, size-capped) without parsing it:
+/// `ignition` and `kubernetes` embed the text as written.
+pub fn read_file(path: &Path) -> Result<String, Error> {
+    read::bounded(path).map_err(|e| read_error(path, e))
+}
+
+fn read_error(path: &Path, e: read::Error) -> Error {
+    match e {
+        read::Error::NotRegular(kind) => Error::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+        read::Error::TooLarge => Error::TooLarge {
+            path: path.to_path_buf(),
+            max: read::MAX_BYTES,
+        },
+        read::Error::Io(source) => Error::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 fn render(errors: &[FieldError]) -> String {
     let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
     lines.join("\n")
@@ -285,18 +308,7 @@ impl Config {
             {
                 Ok(Self::default())
             }
-            Err(read::Error::NotRegular(kind)) => Err(Error::NotRegular {
-                path: path.to_path_buf(),
-                kind,
-            }),
-            Err(read::Error::TooLarge) => Err(Error::TooLarge {
-                path: path.to_path_buf(),
-                max: read::MAX_BYTES,
-            }),
-            Err(read::Error::Io(source)) => Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(e) => Err(read_error(path, e)),
         }
     }
 

@@ -21,6 +21,10 @@ mod telemetry;
 pub use http::{Endpoints, Limits, Probe};
 pub use telemetry::ReconcileMetrics;
 
+/// The Grafana dashboard (compose/monitoring), also shipped as a Kubernetes ConfigMap.
+pub const GRAFANA_DASHBOARD: &str =
+    include_str!("../../compose/monitoring/grafana/dashboards/ovs-appliance.json");
+
 use crate::config::MetricsConfig;
 use crate::reconcile::TelemetryHandle;
 use crate::supervisor::{Daemon, StateRx};
