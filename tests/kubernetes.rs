@@ -7,7 +7,6 @@
 mod deploy;
 
 use deploy::{repo, require, yaml_docs};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
