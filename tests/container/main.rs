@@ -167,6 +167,9 @@ fn build_image(ctx_dir: &Path, report: &mut String) {
     let mut cmd = Command::new(deploy::repo().join("images/build"));
     cmd.arg("--no-pull");
     engine.env(&mut cmd);
+    // images/build with the client a user has first on PATH (here a static Docker CLI without
+    // the buildx plugin), not the engine's own: it must build with any client.
+    cmd.env_remove("DOCKER");
     let out = common::run(&mut cmd, Duration::from_secs(45 * 60));
     assert!(
         out.status.success(),
