@@ -79,17 +79,27 @@ impl Metrics {
         self.reconcile.clone()
     }
 
-    /// Reads the control sockets in the background and serves HTTP; runs until dropped.
-    pub async fn run(self: Arc<Self>) {
-        let poller = Poller::new(
+    /// Reads the control sockets every `refresh_interval`; to be spawned and owned by the
+    /// caller. It returns only when the supervisor's state channel closes.
+    pub fn poller(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        Poller::new(
             self.run_dir.clone(),
             self.refresh,
             self.state.clone(),
             self.reconcile.clone(),
             self.polled.clone(),
-        );
-        tokio::spawn(poller.run());
-        http::bind_and_serve(self.listen, self.clone(), Limits::default()).await
+        )
+        .run()
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on a thread of its own (`http::on_own_thread`),
+    /// so neither a flood of connections nor a long render delays the supervisor's runtime.
+    /// Resolves, with why, only if that thread ends.
+    pub fn serve(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let ep: Arc<dyn Endpoints> = self.clone();
+        http::on_own_thread(http::bind_and_serve(self.listen, ep, Limits::default()))
     }
 
     /// One scrape, text format 0.0.4.
