@@ -35,6 +35,11 @@ pub enum Error {
     Reconcile(#[from] reconcile::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("{command} did not finish within {after:?}: ovsdb-server kept failing to answer or dropping the connection")]
+    Deadline {
+        command: &'static str,
+        after: Duration,
+    },
     #[error("the {task} task ended ({why}); the daemons were stopped")]
     TaskEnded { task: &'static str, why: String },
     #[error("unhealthy: {0}")]
@@ -59,6 +64,7 @@ impl Error {
             Self::Reconcile(_) => 70,
             Self::Usage(_) => 64,
             Self::TaskEnded { .. } => 70,
+            Self::Deadline { .. } => 69,
             Self::Unhealthy(_) => 1,
             Self::NothingListens { .. } => 69,
         }

@@ -140,7 +140,9 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 Ok(Event::Update) => Wake::Pass(Cause::Drift),
                 Ok(Event::Status) => Wake::Status,
                 Ok(Event::Statistics) => Wake::Nothing,
-                Ok(Event::Disconnected(why)) => { warn!(%why, "ovsdb-server connection lost"); Wake::Nothing }
+                // News, not a warning: restarts and orderly stops close it, and the reconnecting client
+                // warns when it cannot get it back.
+                Ok(Event::Disconnected(why)) => { info!(%why, "ovsdb-server connection lost"); Wake::Nothing }
                 Err(e) => {
                     error!(%e, "OVSDB monitor failed");
                     tokio::time::sleep(settings.retry).await;
