@@ -168,8 +168,10 @@ impl Endpoints for Metrics {
         Probe { ok, detail }
     }
 
-    /// 200 once the config is applied and nothing is pending: both daemons answer and the last
-    /// reconcile pass succeeded with no conflict.
+    /// 200 once the config is applied and works: both daemons answer, the last reconcile pass
+    /// succeeded with no conflict, and no owned interface reports an error. Each interface
+    /// that does not work is named, with whether its device is missing or it was refused: a
+    /// missing device is 503 too (the switch is not as configured until it appears).
     fn ready(&self) -> Probe {
         let (healthy, mut detail) = self.daemons_text();
         let converged = self.reconcile.is_converged();
@@ -179,8 +181,12 @@ impl Endpoints for Metrics {
             "not applied yet (pass pending, failed, or a conflict)"
         };
         let _ = writeln!(detail, "config: {word}");
+        let broken = self.reconcile.broken_interfaces();
+        for e in &broken {
+            let _ = writeln!(detail, "{e}");
+        }
         Probe {
-            ok: healthy && converged,
+            ok: healthy && converged && broken.is_empty(),
             detail,
         }
     }
@@ -245,6 +251,20 @@ mod tests {
         tx.send_modify(|s| s.vswitchd.busy = false);
         assert!(!m.ready().ok);
         m.reconcile.converged(true, 0);
+        assert!(m.ready().ok);
+        // Applied, but an owned interface does not work: not ready, and named.
+        let error = "could not open network device eth9 (No such device)";
+        m.reconcile
+            .interface_errors(&[crate::reconcile::InterfaceError {
+                interface: "eth9".into(),
+                ofport: Some(-1),
+                error: error.into(),
+                trouble: crate::reconcile::Trouble::of(error),
+            }]);
+        let r = m.ready();
+        assert!(!r.ok, "{r:?}");
+        assert!(r.detail.contains("config: applied\ninterface eth9: no such device: could not open network device eth9"), "{r:?}");
+        m.reconcile.interface_errors(&[]);
         assert!(m.ready().ok);
         tx.send_modify(|s| s.vswitchd.up = false);
         assert!(!m.health().ok && !m.ready().ok);

@@ -23,7 +23,7 @@ pub use keys::{MapEdit, KEYS_KEY};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
 pub use session::{Event, Session};
-pub use status::{describe, interface_errors, InterfaceError};
+pub use status::{describe, interface_errors, InterfaceError, Trouble};
 pub use telemetry::{NoTelemetry, PassOutcome, PassReport, Telemetry, TelemetryHandle};
 pub use touched::{touched, Touched, INTERFACE_METRICS_COLUMNS};
 pub use txn::operations;
