@@ -34,7 +34,6 @@ use poll::{Polled, Poller};
 use procfs::Units;
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +48,6 @@ pub struct Metrics {
     state: StateRx,
     reconcile: Arc<ReconcileMetrics>,
     polled: Arc<Mutex<Polled>>,
-    dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -70,7 +68,6 @@ impl Metrics {
             state,
             reconcile: Arc::new(ReconcileMetrics::default()),
             polled: Arc::new(Mutex::new(Polled::default())),
-            dropped: AtomicU64::new(0),
         })
     }
 
@@ -121,11 +118,9 @@ impl Metrics {
             f64::from(u8::from(counts.is_some())),
         );
         let counts = counts.unwrap_or_default();
-        let dropped = self
-            .dropped
-            .fetch_add(counts.dropped as u64, Ordering::Relaxed)
-            + counts.dropped as u64;
-        out.add(&catalogue::INTERFACES_DROPPED, &[], dropped as f64);
+        // A gauge of this scrape: a counter summed over scrapes grew with the scrape rate, not
+        // with anything about the interfaces (issue 14).
+        out.add(&catalogue::INTERFACES_DROPPED, &[], counts.dropped as f64);
         out.add(&catalogue::INTERFACES_EXPORTED, &[], counts.exported as f64);
         {
             let polled = self.polled.lock().unwrap_or_else(|e| e.into_inner());
