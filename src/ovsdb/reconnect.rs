@@ -189,10 +189,20 @@ impl Supervisor {
                 return;
             };
             lost = Some((Instant::now(), false));
-            match backoff.connection_lasted(began.elapsed()) {
+            let lasted = began.elapsed();
+            let again = backoff.short_lived() > 0;
+            match backoff.connection_lasted(lasted) {
                 None => tracing::info!(%reason, "ovsdb connection lost; reconnecting"),
+                // Once is an orderly stop or a restart of a server just connected to; again
+                // and again is a server that drops us.
+                Some(delay) if again => {
+                    tracing::warn!(%reason, ?lasted, ?delay, "ovsdb connection lost again soon after connecting; reconnecting after a delay");
+                    if !self.sleep_taking_specs(delay).await {
+                        return;
+                    }
+                }
                 Some(delay) => {
-                    tracing::warn!(%reason, lasted = ?began.elapsed(), ?delay, "ovsdb connection lost again soon after connecting; reconnecting after a delay");
+                    tracing::info!(%reason, ?lasted, ?delay, "ovsdb connection lost; reconnecting");
                     if !self.sleep_taking_specs(delay).await {
                         return;
                     }
@@ -267,6 +277,8 @@ struct Backoff {
     max: Duration,
     stable_after: Duration,
     next: Duration,
+    /// Connections in a row lost before `stable_after`.
+    short: u32,
 }
 
 impl Backoff {
@@ -276,7 +288,13 @@ impl Backoff {
             max: opts.max_backoff.max(opts.min_backoff),
             stable_after: opts.stable_after,
             next: opts.min_backoff,
+            short: 0,
         }
+    }
+
+    /// How many connections in a row were lost before `stable_after`.
+    fn short_lived(&self) -> u32 {
+        self.short
     }
 
     /// A connect failed: how long to wait before the next.
@@ -290,8 +308,10 @@ impl Backoff {
     fn connection_lasted(&mut self, lasted: Duration) -> Option<Duration> {
         if lasted >= self.stable_after {
             self.next = self.min;
+            self.short = 0;
             None
         } else {
+            self.short += 1;
             Some(self.failed())
         }
     }
@@ -382,8 +402,10 @@ mod tests {
         );
         // Failed connects keep doubling from there.
         assert_eq!(b.failed(), ms(1000));
+        assert_eq!(b.short_lived(), 8);
         // One that lasted: reconnect at once, and start again from the minimum.
         assert_eq!(b.connection_lasted(ms(6000)), None);
+        assert_eq!(b.short_lived(), 0);
         assert_eq!(b.failed(), ms(20));
     }
 }
