@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error("the database kept changing under the transaction; gave up after {attempts} attempts")]
     Contended { attempts: u32 },
+    #[error("the transaction committed but its reply has no next_cfg to wait for ({results} operation results); whether ovs-vswitchd applied it is unknown")]
+    NoNextCfg { results: usize },
 }
 
 #[cfg(test)]
