@@ -1,8 +1,12 @@
-//! `status`, `plan` and `apply` against a fake ovsdb-server on a unix socket that answers
-//! `get_schema` and `echo` but drops the connection at every monitor request (issue 14 item 7):
-//! they used to reconnect in a hot loop for ever (52,166 reconnects in 10 s). Now they exit
-//! 69 within their deadline, and reconnect with backoff meanwhile. Needs only the OVS schema
+//! One-shot commands against a fake ovsdb-server on a unix socket. Needs only the OVS schema
 //! file (no daemon).
+//!
+//! - One that answers `get_schema` and `echo` but drops the connection at every monitor
+//!   request (issue 14 item 7): `status`, `plan` and `apply` used to reconnect in a hot loop for
+//!   ever (52,166 reconnects in 10 s). Now they exit 69 within their deadline, and reconnect
+//!   with backoff meanwhile.
+//! - One whose transaction reply lacks the select of `next_cfg` (issue 14 item 12): `apply`
+//!   reported the change applied; now it is an error.
 
 #[path = "skip/mod.rs"]
 mod skip;
@@ -18,8 +22,16 @@ use std::time::{Duration, Instant};
 
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
-/// Answers one connection until a monitor request, then drops it.
-fn serve(mut s: UnixStream, schema: Arc<Value>) {
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    /// Drops the connection at every monitor request.
+    DropOnMonitor,
+    /// Answers monitors with one Open_vSwitch row, and transactions with empty results.
+    NoNextCfg,
+}
+
+/// Answers one connection as `fake` says.
+fn serve(mut s: UnixStream, schema: Arc<Value>, fake: Fake) {
     let mut framer = Framer::default();
     let mut buf = [0u8; 65536];
     loop {
@@ -30,10 +42,22 @@ fn serve(mut s: UnixStream, schema: Arc<Value>) {
         framer.push(&buf[..n]);
         while let Ok(Some(msg)) = framer.next_value() {
             let id = msg["id"].clone();
-            let result = match msg["method"].as_str().unwrap_or_default() {
-                "get_schema" => (*schema).clone(),
-                "echo" => msg["params"].clone(),
-                "list_dbs" => json!(["Open_vSwitch"]),
+            let method = msg["method"].as_str().unwrap_or_default();
+            let result = match (method, fake) {
+                ("get_schema", _) => (*schema).clone(),
+                ("echo", _) => msg["params"].clone(),
+                ("list_dbs", _) => json!(["Open_vSwitch"]),
+                ("monitor_cond", Fake::NoNextCfg) => json!({"Open_vSwitch": {
+                    "3f0c7b1e-0000-4000-8000-000000000001": {"initial": {"next_cfg": 0, "cur_cfg": 0}}
+                }}),
+                // One empty result per operation: the select of next_cfg has no rows.
+                ("transact", Fake::NoNextCfg) => {
+                    let ops = msg["params"]
+                        .as_array()
+                        .map_or(0, |p| p.len().saturating_sub(1));
+                    Value::Array(vec![json!({}); ops])
+                }
+                ("monitor_cancel", Fake::NoNextCfg) => json!({}),
                 // monitor, monitor_cond, monitor_cond_since, transact: gone.
                 _ => return,
             };
@@ -46,7 +70,7 @@ fn serve(mut s: UnixStream, schema: Arc<Value>) {
 }
 
 /// A fake ovsdb-server at `sock`; the count of connections it accepted.
-fn dropping_peer(sock: &std::path::Path, schema: Value) -> Arc<AtomicUsize> {
+fn fake_peer(sock: &std::path::Path, schema: Value, fake: Fake) -> Arc<AtomicUsize> {
     let listener = UnixListener::bind(sock).unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
@@ -55,33 +79,62 @@ fn dropping_peer(sock: &std::path::Path, schema: Value) -> Arc<AtomicUsize> {
         for s in listener.incoming().flatten() {
             count.fetch_add(1, Ordering::Relaxed);
             let schema = schema.clone();
-            std::thread::spawn(move || serve(s, schema));
+            std::thread::spawn(move || serve(s, schema, fake));
         }
     });
     accepted
 }
 
-#[test]
-fn one_shot_commands_end_within_their_deadline_when_every_connection_drops() {
+/// The schema, or None (a skip) when it is not installed.
+fn schema() -> Option<Value> {
     let mut missing = Vec::new();
     if !std::path::Path::new(SCHEMA).exists() {
         missing.push(format!("{SCHEMA} missing (openvswitch-common)"));
     }
-    if !skip::can_run(&missing) {
-        return;
-    }
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    skip::can_run(&missing)
+        .then(|| serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap())
+}
+
+/// A temp dir whose config points run_dir and db_dir at it, plus `extra`.
+fn config_in(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[ovs]\nrun_dir = \"{0}\"\ndb_dir = \"{0}\"\n",
+            "[ovs]\nrun_dir = \"{0}\"\ndb_dir = \"{0}\"\n{extra}",
             dir.path().display()
         ),
     )
     .unwrap();
-    let accepted = dropping_peer(&dir.path().join("db.sock"), schema);
+    (dir, config)
+}
+
+#[test]
+fn apply_without_next_cfg_in_the_reply_is_an_error_not_applied() {
+    let Some(schema) = schema() else { return };
+    let (dir, config) = config_in("datapath = \"netdev\"\n[[bridges]]\nname = \"br0\"\n");
+    fake_peer(&dir.path().join("db.sock"), schema, Fake::NoNextCfg);
+    let out = Command::new(env!("CARGO_BIN_EXE_ovs-appliance"))
+        .args(["apply", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("apply: {:?}\n{stdout}\n{stderr}", out.status);
+    assert_eq!(out.status.code(), Some(70), "{stdout}\n{stderr}");
+    assert!(stderr.contains("no next_cfg"), "{stderr}");
+    assert!(!stdout.contains("applied"), "{stdout}");
+}
+
+#[test]
+fn one_shot_commands_end_within_their_deadline_when_every_connection_drops() {
+    let Some(schema) = schema() else { return };
+    let (dir, config) = config_in("");
+    let accepted = fake_peer(&dir.path().join("db.sock"), schema, Fake::DropOnMonitor);
     for command in ["status", "plan", "apply"] {
         let before = accepted.load(Ordering::Relaxed);
         let began = Instant::now();
