@@ -200,10 +200,8 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
             print_plan(&plan);
         }
         for e in reconcile::interface_errors(&observed, &config.ovs.instance) {
-            println!(
-                "error: interface {}: {} (ofport {:?})",
-                e.interface, e.error, e.ofport
-            );
+            // "interface eth9: no such device: could not open ..." or "...: refused: ...".
+            println!("error: {e} (ofport {:?})", e.ofport);
         }
         Ok(())
     })
