@@ -249,7 +249,7 @@ pub struct MetricsConfig {
     /// Interface name patterns never exported; wins over `include`.
     pub exclude: Vec<String>,
     /// At most this many interfaces are exported per scrape (sorted by bridge, port, name); the
-    /// rest are counted in `ovs_appliance_metrics_interfaces_dropped_total`.
+    /// rest are counted in `ovs_appliance_metrics_interfaces_dropped`.
     pub max_interfaces: usize,
     /// How often the datapath and daemon figures are read from the control sockets, in the
     /// background, so a scrape never waits on ovs-vswitchd.
