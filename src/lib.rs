@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod ignition;
+pub mod kubernetes;
 pub mod metrics;
 pub mod netlink;
 pub mod ovsdb;
@@ -14,6 +15,9 @@ pub mod reconcile;
 pub mod rundir;
 pub mod supervisor;
 pub mod unixctl;
+
+#[cfg(test)]
+mod fuzz_tests;
 
 /// The one skip rule of every test tier, shared with `tests/` (see that file).
 #[cfg(test)]

@@ -74,6 +74,21 @@ enum Command {
         #[arg(long)]
         image: String,
     },
+    /// Print the Kubernetes manifests (DaemonSet for every Linux node) that run IMAGE with the
+    /// --config file.
+    Kubernetes {
+        /// The image reference the nodes pull.
+        #[arg(long)]
+        image: String,
+        #[arg(long, default_value = ovs_appliance::kubernetes::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Print the Grafana dashboard ConfigMap instead (for Grafana's dashboard sidecar).
+        #[arg(long, conflicts_with = "podmonitor")]
+        dashboard: bool,
+        /// Print a PodMonitor for the Prometheus Operator instead.
+        #[arg(long)]
+        podmonitor: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -120,12 +135,28 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run(config, &paths, held.unwrap_or_else(app::hold_signals)),
         Command::Check => app::check(config, &paths),
-        Command::Validate => app::validate(config).map(|_| println!("config is valid")),
+        Command::Validate => app::validate(config).map(|config| {
+            print!("{}", app::expansions_text(&config));
+            println!("config is valid");
+        }),
         Command::Plan { json } => app::plan(config, &paths.kernel, json),
         Command::Apply => app::apply(config, &paths.kernel),
         Command::Status => app::status(config, &paths.kernel),
         Command::Healthcheck { url } => app::healthcheck(&url, app::HEALTH_TIMEOUT),
         Command::Ignition { image } => app::ignition(config, &image),
+        Command::Kubernetes {
+            image,
+            namespace,
+            dashboard,
+            podmonitor,
+        } => {
+            let part = match (dashboard, podmonitor) {
+                (true, _) => ovs_appliance::kubernetes::Part::Dashboard,
+                (_, true) => ovs_appliance::kubernetes::Part::PodMonitor,
+                _ => ovs_appliance::kubernetes::Part::Node,
+            };
+            app::kubernetes(config, &image, &namespace, part)
+        }
         Command::Version => {
             println!("ovs-appliance {}", env!("CARGO_PKG_VERSION"));
             Ok(())

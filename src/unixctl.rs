@@ -42,6 +42,14 @@ impl Error {
     pub fn is_unknown_command(&self) -> bool {
         matches!(self, Error::Command { message, .. } if message.contains("is not a valid command"))
     }
+
+    /// True when ovs-vswitchd answered that no bridge has the name given (`bridge/dump-flows`
+    /// of a bridge deleted meanwhile). Like `is_unknown_command`, this reads the daemon's text,
+    /// which is all lib/unixctl.c gives: here, in the module that speaks the protocol, so that
+    /// callers decide on what this returns.
+    pub fn is_no_such_bridge(&self) -> bool {
+        matches!(self, Error::Command { message, .. } if message.contains("no bridge named"))
+    }
 }
 
 /// A persistent connection to one control socket; many calls, possibly concurrent. Cheap to

@@ -20,6 +20,7 @@ fn opts() -> ReconnectOptions {
         max_backoff: Duration::from_millis(200),
         call_timeout: Some(Duration::from_secs(10)),
         probe_interval: Some(Duration::from_secs(1)),
+        stable_after: Duration::from_secs(1),
     }
 }
 

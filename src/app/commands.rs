@@ -11,6 +11,29 @@ use std::path::Path;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `plan` and `status` may take in all, whatever the database does: a server that
+/// dropped every connection kept them reconnecting for ever (issue 14).
+const READ_DEADLINE: Duration = Duration::from_secs(15);
+/// How long `apply` may take in all: ovs-vswitchd gets `APPLY_TIMEOUT` to apply a change, and
+/// a contended database up to five attempts.
+const APPLY_DEADLINE: Duration = Duration::from_secs(120);
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a one-shot command's work on a fresh runtime within `deadline`.
+fn block_on_within<T>(
+    command: &'static str,
+    deadline: Duration,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(deadline, work)
+            .await
+            .map_err(|_| Error::Deadline {
+                command,
+                after: deadline,
+            })?
+    })
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -58,7 +81,7 @@ async fn open(config: &Config) -> Result<Session, Error> {
 /// `plan`: what `run` would send now, as text or JSON.
 pub fn plan(config_path: Option<&Path>, kernel: &KernelPaths, as_json: bool) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    runtime()?.block_on(async {
+    block_on_within("plan", READ_DEADLINE, async {
         let session = open(&config).await?;
         let observed = session.observed();
         let desired = Desired::from_config(&config, datapath(&config, &observed, kernel));
@@ -72,6 +95,7 @@ pub fn plan(config_path: Option<&Path>, kernel: &KernelPaths, as_json: bool) -> 
             });
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         } else {
+            print!("{}", super::expansions_text(&config));
             print_plan(&plan);
         }
         Ok(())
@@ -93,10 +117,10 @@ fn print_plan(plan: &reconcile::Plan) {
 /// `apply`: one reconcile pass, then exit.
 pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Error> {
     let config = Config::load(config_path)?;
-    runtime()?.block_on(async {
+    block_on_within("apply", APPLY_DEADLINE, async {
         let mut session = open(&config).await?;
         let desired = Desired::from_config(&config, datapath(&config, &session.observed(), kernel));
-        let applied = reconcile::reconcile_once(&mut session, &desired, Duration::from_secs(60)).await?;
+        let applied = reconcile::reconcile_once(&mut session, &desired, APPLY_TIMEOUT).await?;
         print_plan(&applied.plan);
         if let (Some(c), Some(a)) = (applied.committed, applied.applied) {
             println!(
@@ -109,7 +133,9 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
         match crate::netlink::Rtnetlink::new() {
             Ok(netlink) => {
                 let record = config.ovs.db_dir.join(super::ADDRESS_RECORD);
-                reconcile::Addresses::new(netlink, record).apply(&desired).await;
+                reconcile::Addresses::new(netlink, record)
+                    .apply(&desired)
+                    .await;
             }
             Err(e) => tracing::warn!(%e, "internal port addresses not set"),
         }
@@ -151,7 +177,7 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
         }
         Err(e) => println!("appliance: no answer at {url} ({e})"),
     }
-    runtime()?.block_on(async {
+    block_on_within("status", READ_DEADLINE, async {
         let session = open(&config).await?;
         let observed = session.observed();
         let cfg = |col: &str| {
@@ -178,10 +204,8 @@ pub fn status(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Er
             print_plan(&plan);
         }
         for e in reconcile::interface_errors(&observed, &config.ovs.instance) {
-            println!(
-                "error: interface {}: {} (ofport {:?})",
-                e.interface, e.error, e.ofport
-            );
+            // "interface eth9: no such device: could not open ..." or "...: refused: ...".
+            println!("error: {e} (ofport {:?})", e.ofport);
         }
         Ok(())
     })

@@ -5,9 +5,10 @@ mod commands;
 mod deploy;
 mod http_probe;
 mod signals;
+mod tasks;
 
 pub use commands::{apply, plan, status};
-pub use deploy::{healthcheck, ignition};
+pub use deploy::{healthcheck, ignition, kubernetes};
 pub use http_probe::{DEFAULT_URL as DEFAULT_HEALTH_URL, TIMEOUT as HEALTH_TIMEOUT};
 pub use signals::{hold as hold_signals, Held};
 
@@ -16,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::preflight::{self, Datapath, HostPaths, Level};
 use crate::reconcile::{self, Desired, DesiredSource, WatchSettings};
 use crate::supervisor::{self, Layout, Settings};
+use futures::FutureExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +35,13 @@ pub enum Error {
     Reconcile(#[from] reconcile::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("{command} did not finish within {after:?}: ovsdb-server kept failing to answer or dropping the connection")]
+    Deadline {
+        command: &'static str,
+        after: Duration,
+    },
+    #[error("the {task} task ended ({why}); the daemons were stopped")]
+    TaskEnded { task: &'static str, why: String },
     #[error("unhealthy: {0}")]
     Unhealthy(String),
     #[error("nothing listens on {socket}: {reason}. Start `ovs-appliance run` with this config, or set [ovs].run_dir to the run_dir of the running appliance")]
@@ -54,6 +63,8 @@ impl Error {
             Self::Reconcile(e) if peer_unavailable(e) => 69,
             Self::Reconcile(_) => 70,
             Self::Usage(_) => 64,
+            Self::TaskEnded { .. } => 70,
+            Self::Deadline { .. } => 69,
             Self::Unhealthy(_) => 1,
             Self::NothingListens { .. } => 69,
         }
@@ -77,6 +88,16 @@ fn peer_unavailable(e: &reconcile::Error) -> bool {
 /// `validate`: parse and check the config only.
 pub fn validate(config_path: Option<&Path>) -> Result<Config, Error> {
     Ok(Config::load(config_path)?)
+}
+
+/// One line per value that named environment variables: the field, the value it took, and
+/// what was written (`validate` and `plan` show them).
+pub fn expansions_text(config: &Config) -> String {
+    config
+        .expansions
+        .iter()
+        .map(|e| format!("{} = {:?} (from {:?})\n", e.path, e.value, e.written))
+        .collect()
 }
 
 /// `check`: the preflight report on stdout. Fatal problems are returned as the error. It loads
@@ -167,6 +188,7 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<
         paths.kernel.proc.clone(),
         state_rx,
     );
+    let poller = metrics.poller();
     let watch_settings = WatchSettings {
         db_sock: settings.layout.db_sock(),
         apply_timeout: Duration::from_secs(30),
@@ -175,25 +197,73 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<
     };
     runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(0);
-        tokio::spawn(metrics.run());
+        let mut tasks = tasks::Tasks::from_env();
+        tasks.spawn("metrics-poller", async move {
+            poller.await;
+            Err("the supervisor's state channel closed".into())
+        });
+        tasks.spawn("metrics-http", metrics.serve());
         let record = config.ovs.db_dir.join(ADDRESS_RECORD);
-        match crate::netlink::Rtnetlink::new() {
+        let watch = match crate::netlink::Rtnetlink::new() {
             Ok(netlink) => {
                 let hooks = reconcile::Addresses::new(netlink, record);
-                let task =
-                    reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks);
-                tokio::spawn(task);
+                reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks).boxed()
             }
             Err(e) => {
                 tracing::error!(%e, "netlink unavailable: internal port addresses will not be set");
                 let hooks = reconcile::NoHooks;
-                let task =
-                    reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks);
-                tokio::spawn(task);
+                reconcile::watch(watch_settings, desired, source, ready_rx, reload, hooks).boxed()
+            }
+        };
+        tasks.spawn("reconcile", async move {
+            watch.await;
+            Err("the watch loop returned".into())
+        });
+        // The supervisor stops in order on a signal or when a task ends; a second signal
+        // still kills what is left.
+        let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
+        let ended = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stopper = tokio::spawn(stop_on(shutdown, tasks, stop_tx, ended.clone()));
+        let result = supervisor::run(settings, stop_rx, ready_tx, state_tx).await;
+        stopper.abort();
+        result?;
+        let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match ended {
+            Some(tasks::Ended { task, why }) => Err(Error::TaskEnded { task, why }),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Forwards each stop signal to the supervisor, and asks for a stop when a task ends first
+/// (recording which in `ended`). Once a stop is asked for, tasks that end are expected.
+async fn stop_on(
+    mut signals: supervisor::Shutdown,
+    mut tasks: tasks::Tasks,
+    stop: tokio::sync::mpsc::UnboundedSender<()>,
+    ended: std::sync::Arc<std::sync::Mutex<Option<tasks::Ended>>>,
+) {
+    tokio::select! {
+        signal = signals.recv() => {
+            if signal.is_none() {
+                return;
             }
         }
-        Ok(supervisor::run(settings, shutdown, ready_tx, state_tx).await?)
-    })
+        task = tasks.first_ended() => {
+            tracing::error!(task = task.task, why = %task.why, "a task of the appliance ended; stopping the daemons and exiting 70");
+            *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+    }
+    // Keep the tasks (dropping the set would abort them) while the supervisor stops.
+    let _tasks = tasks;
+    if stop.send(()).is_err() {
+        return;
+    }
+    while signals.recv().await.is_some() {
+        if stop.send(()).is_err() {
+            return;
+        }
+    }
 }
 
 fn settings(config: &Config, outcome: &preflight::Outcome, paths: &HostPaths) -> Settings {

@@ -3,13 +3,16 @@
 //! Owns parsing and checking only; it touches no process, socket or kernel object.
 
 mod bridges;
-mod duration;
+pub(crate) mod duration;
+mod expand;
+mod parse;
 mod read;
 mod validate;
 mod validate_bridges;
 
 pub use bridges::{BondMode, Bridge, BridgeDatapath, FailMode, Lacp, Port, PortType, Vlan};
 pub use duration::HumanDuration;
+pub use expand::Expansion;
 pub use validate::FieldError;
 
 use serde::Deserialize;
@@ -39,6 +42,29 @@ pub enum Error {
     },
 }
 
+/// Reads a config file as `Config::load` does (a regular file, size-capped) without parsing it:
+/// `ignition` and `kubernetes` embed the text as written.
+pub fn read_file(path: &Path) -> Result<String, Error> {
+    read::bounded(path).map_err(|e| read_error(path, e))
+}
+
+fn read_error(path: &Path, e: read::Error) -> Error {
+    match e {
+        read::Error::NotRegular(kind) => Error::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+        read::Error::TooLarge => Error::TooLarge {
+            path: path.to_path_buf(),
+            max: read::MAX_BYTES,
+        },
+        read::Error::Io(source) => Error::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 fn render(errors: &[FieldError]) -> String {
     let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
     lines.join("\n")
@@ -57,6 +83,9 @@ pub struct Config {
     pub bridges: Vec<Bridge>,
     /// The HTTP endpoint for Prometheus and health probes, and what it exports.
     pub metrics: MetricsConfig,
+    /// The values that named environment variables, as written and as expanded.
+    #[serde(skip)]
+    pub expansions: Vec<Expansion>,
 }
 
 /// Which datapath OVS bridges use.
@@ -231,7 +260,7 @@ pub struct MetricsConfig {
     /// Interface name patterns never exported; wins over `include`.
     pub exclude: Vec<String>,
     /// At most this many interfaces are exported per scrape (sorted by bridge, port, name); the
-    /// rest are counted in `ovs_appliance_metrics_interfaces_dropped_total`.
+    /// rest are counted in `ovs_appliance_metrics_interfaces_dropped`.
     pub max_interfaces: usize,
     /// How often the datapath and daemon figures are read from the control sockets, in the
     /// background, so a scrape never waits on ovs-vswitchd.
@@ -253,9 +282,24 @@ impl Default for MetricsConfig {
 impl Config {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, Error> {
-        let config: Config = toml::from_str(text).map_err(|e| Error::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
+        Self::from_toml_with(text, origin, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_toml`], with `${NAME}` references looked up with `env`.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let config = parse::parse(text, env).map_err(|failure| match failure {
+            parse::Failure::Syntax(message) => Error::Parse {
+                path: origin.to_path_buf(),
+                message,
+            },
+            parse::Failure::Fields(errors) => Error::Invalid {
+                path: origin.to_path_buf(),
+                errors,
+            },
         })?;
         config.validate().map_err(|errors| Error::Invalid {
             path: origin.to_path_buf(),
@@ -275,18 +319,7 @@ impl Config {
             {
                 Ok(Self::default())
             }
-            Err(read::Error::NotRegular(kind)) => Err(Error::NotRegular {
-                path: path.to_path_buf(),
-                kind,
-            }),
-            Err(read::Error::TooLarge) => Err(Error::TooLarge {
-                path: path.to_path_buf(),
-                max: read::MAX_BYTES,
-            }),
-            Err(read::Error::Io(source)) => Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(e) => Err(read_error(path, e)),
         }
     }
 

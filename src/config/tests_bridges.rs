@@ -81,71 +81,71 @@ fn each_bad_value_is_named_by_path() {
     let cases: &[(&str, &str)] = &[
         (
             "[[bridges]]\nname = \"a-very-long-bridge\"",
-            "bridges[0].name: \"a-very-long-bridge\" is longer than 15 bytes",
+            "bridges[\"a-very-long-bridge\"].name: \"a-very-long-bridge\" is longer than 15 bytes",
         ),
         (
             &one_port("name = \"a/b\""),
-            "bridges[0].ports[0].name: \"a/b\" contains '/', ':'",
+            "bridges[\"br0\"].ports[\"a/b\"].name: \"a/b\" contains '/', ':'",
         ),
         (
             &one_port("name = \"a b\""),
-            "bridges[0].ports[0].name: \"a b\" contains",
+            "bridges[\"br0\"].ports[\"a b\"].name: \"a b\" contains",
         ),
         (
             &one_port("name = \"a:b\""),
-            "bridges[0].ports[0].name: \"a:b\" contains",
+            "bridges[\"br0\"].ports[\"a:b\"].name: \"a:b\" contains",
         ),
         (
             &one_port("name = \"a\\u0000b\""),
-            "bridges[0].ports[0].name: \"a\\0b\" contains",
+            "bridges[\"br0\"].ports[\"a\\0b\"].name: \"a\\0b\" contains",
         ),
         (
             &one_port("name = \"..\""),
-            "bridges[0].ports[0].name: \"..\" is not a device name",
+            "bridges[\"br0\"].ports[\"..\"].name: \"..\" is not a device name",
         ),
         (
             &one_port("name = \"p\"\nvlan = { mode = \"access\", tag = 4095 }"),
-            "bridges[0].ports[0].vlan.tag: VLAN 4095 is outside 0..=4094",
+            "bridges[\"br0\"].ports[\"p\"].vlan.tag: VLAN 4095 is outside 0..=4094",
         ),
         (
             &one_port("name = \"p\"\ntype = \"patch\"\npeer = \"p\""),
-            "bridges[0].ports[0].peer: \"p\" names itself",
+            "bridges[\"br0\"].ports[\"p\"].peer: \"p\" names itself",
         ),
         (
             "[[bridges]]\nname = \"b\"\nexternal_ids = { ovs-appliance-owner = \"x\" }",
-            "bridges[0].external_ids.ovs-appliance-owner: is the appliance's own",
+            "bridges[\"b\"].external_ids.ovs-appliance-owner: is the appliance's own",
         ),
         (
             &one_port("name = \"\""),
-            "bridges[0].ports[0].name: must not be empty",
+            "bridges[\"br0\"].ports[0].name: must not be empty",
         ),
         (
             &one_port("name = \"p\"\nvlan = { mode = \"access\", tag = 4096 }"),
-            "bridges[0].ports[0].vlan.tag: VLAN 4096 is outside 0..=4094",
+            "bridges[\"br0\"].ports[\"p\"].vlan.tag: VLAN 4096 is outside 0..=4094",
         ),
         (
             &one_port("name = \"p\"\nvlan = { mode = \"trunk\", trunks = [1, 5000] }"),
-            "bridges[0].ports[0].vlan.trunks[1]: VLAN 5000",
+            "bridges[\"br0\"].ports[\"p\"].vlan.trunks[1]: VLAN 5000",
         ),
         (
             &one_port("name = \"p\"\ntype = \"patch\""),
-            "bridges[0].ports[0].peer: a patch port needs its peer",
+            "bridges[\"br0\"].ports[\"p\"].peer: a patch port needs its peer",
         ),
         (
             &one_port("name = \"p\"\ntype = \"patch\"\npeer = \"q\""),
-            "bridges[0].ports[0].peer: \"q\" is not a patch port in this config",
+            "bridges[\"br0\"].ports[\"p\"].peer: \"q\" is not a patch port in this config",
         ),
         (
             &one_port("name = \"t\"\ntype = \"geneve\""),
-            "bridges[0].ports[0].options.remote_ip: a geneve tunnel needs remote_ip",
+            "bridges[\"br0\"].ports[\"t\"].options.remote_ip: a geneve tunnel needs remote_ip",
         ),
         (
             &one_port("name = \"t\"\ntype = \"gre\"\noptions = { remote_ip = \"nowhere\" }"),
-            "bridges[0].ports[0].options.remote_ip: \"nowhere\" is not an IP address",
+            "bridges[\"br0\"].ports[\"t\"].options.remote_ip: \"nowhere\" is not an IP address",
         ),
         (
             &one_port("name = \"i\"\ntype = \"internal\"\naddresses = [\"10.0.0.1\"]"),
-            "bridges[0].ports[0].addresses[0]: invalid address \"10.0.0.1\": missing \"/prefix\"",
+            "bridges[\"br0\"].ports[\"i\"].addresses[0]: invalid address \"10.0.0.1\": missing \"/prefix\"",
         ),
         (
             &one_port("name = \"i\"\ntype = \"internal\"\naddresses = [\"10.0.0.1/33\"]"),
@@ -157,27 +157,27 @@ fn each_bad_value_is_named_by_path() {
         ),
         (
             &one_port("name = \"b\"\ninterfaces = [\"eth1\"]"),
-            "bridges[0].ports[0].interfaces: a bond needs at least two interfaces, got 1",
+            "bridges[\"br0\"].ports[\"b\"].interfaces: a bond needs at least two interfaces, got 1",
         ),
         (
             &one_port("name = \"s\"\naddresses = [\"10.0.0.1/24\"]"),
-            "bridges[0].ports[0].addresses: is only for internal ports, not a system port",
+            "bridges[\"br0\"].ports[\"s\"].addresses: is only for internal ports, not a system port",
         ),
         (
             &one_port("name = \"s\"\nmtu = 20\ntype = \"internal\""),
-            "bridges[0].ports[0].mtu: 20 is outside 68..=65535",
+            "bridges[\"br0\"].ports[\"s\"].mtu: 20 is outside 68..=65535",
         ),
         (
             &one_port("name = \"s\"\nbond_mode = \"active-backup\""),
-            "bridges[0].ports[0].bond_mode: is only for bonds",
+            "bridges[\"br0\"].ports[\"s\"].bond_mode: is only for bonds",
         ),
         (
             "[[bridges]]\nname = \"br0\"\nprotocols = [\"OpenFlow99\"]",
-            "bridges[0].protocols[0]: \"OpenFlow99\" is not one of",
+            "bridges[\"br0\"].protocols[0]: \"OpenFlow99\" is not one of",
         ),
         (
             "[[bridges]]\nname = \"br0\"\ncontrollers = [\"127.0.0.1\"]",
-            "bridges[0].controllers[0]: \"127.0.0.1\" is not a controller target",
+            "bridges[\"br0\"].controllers[0]: \"127.0.0.1\" is not a controller target",
         ),
     ];
     for (text, want) in cases {
@@ -205,9 +205,9 @@ name = "br1"
 "#;
     let msg = errors(text);
     for want in [
-        "bridges[0].ports[1].name: \"br0\" is already used by bridges[0].name",
-        "bridges[1].ports[0].name: \"p1\" is already used by bridges[0].ports[0].name",
-        "bridges[1].ports[1].interfaces[1]: \"p1\" is already used",
+        "bridges[\"br0\"].ports[\"br0\"].name: \"br0\" is already used by bridges[\"br0\"].name",
+        "bridges[\"br1\"].ports[\"p1\"].name: \"p1\" is already used by bridges[\"br0\"].ports[\"p1\"].name",
+        "bridges[\"br1\"].ports[\"bond0\"].interfaces[1]: \"p1\" is already used",
     ] {
         assert!(msg.contains(want), "want {want:?} in:\n{msg}");
     }
@@ -235,10 +235,12 @@ name = "br1"
 "#;
     let msg = errors(text);
     assert!(
-        msg.contains("bridges[0].ports[1].peer: \"b\" names \"a\" as its peer, not \"c\""),
+        msg.contains(
+            "bridges[\"br0\"].ports[\"c\"].peer: \"b\" names \"a\" as its peer, not \"c\""
+        ),
         "{msg}"
     );
-    assert!(!msg.contains("ports[0].peer"), "a<->b is fine: {msg}");
+    assert!(!msg.contains("ports[\"a\"].peer"), "a<->b is fine: {msg}");
 }
 
 #[test]
@@ -257,7 +259,7 @@ fn every_error_is_reported_at_once() {
     let msg = errors(
         "[[bridges]]\nname = \"br/0\"\n[[bridges.ports]]\nname = \"p\"\ntype = \"vxlan\"\nvlan = { mode = \"access\", tag = 9999 }",
     );
-    assert!(msg.contains("bridges[0].name"), "{msg}");
+    assert!(msg.contains("bridges[\"br/0\"].name"), "{msg}");
     assert!(msg.contains("options.remote_ip"), "{msg}");
     assert!(msg.contains("vlan.tag"), "{msg}");
 }

@@ -21,6 +21,26 @@ const PROTOCOLS: &[&str] = &[
 /// Controller target prefixes ovs-vswitchd accepts (ovs-vswitchd.conf.db(5), Controller.target).
 const CONTROLLER_PREFIXES: &[&str] = &["tcp:", "ssl:", "unix:", "ptcp:", "pssl:", "punix:"];
 
+/// A bridge's field path, by name (`bridges["br-ex"]`), or by index when it has none.
+pub(super) fn bridge_path(index: usize, name: &str) -> String {
+    by_name("bridges", index, name)
+}
+
+/// A port's field path under its bridge's, by name (`bridges["br-ex"].ports["eth1"]`).
+pub(super) fn port_path(bridge: &str, index: usize, name: &str) -> String {
+    by_name(&format!("{bridge}.ports"), index, name)
+}
+
+/// `list["name"]`, quoted and escaped as a Rust string (a NUL shows as `\0`), or `list[index]`
+/// for an empty name.
+fn by_name(list: &str, index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("{list}[{index}]")
+    } else {
+        format!("{list}[{name:?}]")
+    }
+}
+
 pub(super) fn bridges(bridges: &[Bridge], errors: &mut Errors) {
     // Bridges, ports and bond members share one namespace: each becomes a device or an
     // Interface row whose name OVS indexes.
@@ -35,12 +55,12 @@ pub(super) fn bridges(bridges: &[Bridge], errors: &mut Errors) {
         }
     };
     for (b, bridge) in bridges.iter().enumerate() {
-        let path = format!("bridges[{b}]");
+        let path = bridge_path(b, &bridge.name);
         name(&bridge.name, &format!("{path}.name"), errors);
         claim(&bridge.name, format!("{path}.name"), errors);
         bridge_fields(bridge, &path, errors);
         for (p, port) in bridge.ports.iter().enumerate() {
-            let path = format!("{path}.ports[{p}]");
+            let path = port_path(&path, p, &port.name);
             name(&port.name, &format!("{path}.name"), errors);
             claim(&port.name, format!("{path}.name"), errors);
             for (i, iface) in port.interfaces.iter().enumerate() {
@@ -230,7 +250,8 @@ fn patch_pairs(bridges: &[Bridge], errors: &mut Errors) {
     for (b, bridge) in bridges.iter().enumerate() {
         for (p, port) in bridge.ports.iter().enumerate() {
             if port.kind == PortType::Patch {
-                let path = format!("bridges[{b}].ports[{p}].peer");
+                let path = port_path(&bridge_path(b, &bridge.name), p, &port.name);
+                let path = format!("{path}.peer");
                 patches.insert(&port.name, (path, port.peer.as_deref()));
             }
         }

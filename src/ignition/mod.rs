@@ -82,7 +82,7 @@ pub fn provision(config_toml: &str, origin: &Path, image: &str) -> Result<Provis
 }
 
 /// The reference lands in unit files: a space or newline would split or add directives.
-fn check_image(image: &str) -> Result<(), Error> {
+pub(crate) fn check_image(image: &str) -> Result<(), Error> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
     if image.is_empty() || !image.chars().all(allowed) || image.starts_with(['-', '/', ':']) {
         return Err(Error::Image(image.to_string()));

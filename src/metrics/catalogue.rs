@@ -139,9 +139,9 @@ pub const INTERFACES_EXPORTED: Spec = gauge(
     "ovs_appliance_metrics_interfaces",
     "Interfaces exported in this scrape, after the include/exclude patterns and the cap.",
 );
-pub const INTERFACES_DROPPED: Spec = counter(
-    "ovs_appliance_metrics_interfaces_dropped_total",
-    "Interfaces left out of scrapes because of metrics.max_interfaces, summed over scrapes.",
+pub const INTERFACES_DROPPED: Spec = gauge(
+    "ovs_appliance_metrics_interfaces_dropped",
+    "Interfaces left out of this scrape because of metrics.max_interfaces.",
 );
 pub const LOG_LINES_DROPPED: Spec = counter(
     "ovs_appliance_log_lines_dropped_total",

@@ -6,7 +6,7 @@
 //! nothing anywhere. Every series is built at scrape time from current state, so a deleted
 //! interface's series is gone from the next scrape.
 
-mod appctl;
+pub(crate) mod appctl;
 pub mod catalogue;
 mod daemons;
 mod families;
@@ -21,6 +21,10 @@ mod telemetry;
 pub use http::{Endpoints, Limits, Probe};
 pub use telemetry::ReconcileMetrics;
 
+/// The Grafana dashboard (compose/monitoring), also shipped as a Kubernetes ConfigMap.
+pub const GRAFANA_DASHBOARD: &str =
+    include_str!("../../compose/monitoring/grafana/dashboards/ovs-appliance.json");
+
 use crate::config::MetricsConfig;
 use crate::reconcile::TelemetryHandle;
 use crate::supervisor::{Daemon, StateRx};
@@ -30,7 +34,6 @@ use poll::{Polled, Poller};
 use procfs::Units;
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +48,6 @@ pub struct Metrics {
     state: StateRx,
     reconcile: Arc<ReconcileMetrics>,
     polled: Arc<Mutex<Polled>>,
-    dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -66,7 +68,6 @@ impl Metrics {
             state,
             reconcile: Arc::new(ReconcileMetrics::default()),
             polled: Arc::new(Mutex::new(Polled::default())),
-            dropped: AtomicU64::new(0),
         })
     }
 
@@ -75,17 +76,27 @@ impl Metrics {
         self.reconcile.clone()
     }
 
-    /// Reads the control sockets in the background and serves HTTP; runs until dropped.
-    pub async fn run(self: Arc<Self>) {
-        let poller = Poller::new(
+    /// Reads the control sockets every `refresh_interval`; to be spawned and owned by the
+    /// caller. It returns only when the supervisor's state channel closes.
+    pub fn poller(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        Poller::new(
             self.run_dir.clone(),
             self.refresh,
             self.state.clone(),
             self.reconcile.clone(),
             self.polled.clone(),
-        );
-        tokio::spawn(poller.run());
-        http::bind_and_serve(self.listen, self.clone(), Limits::default()).await
+        )
+        .run()
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on a thread of its own (`http::on_own_thread`),
+    /// so neither a flood of connections nor a long render delays the supervisor's runtime.
+    /// Resolves, with why, only if that thread ends.
+    pub fn serve(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let ep: Arc<dyn Endpoints> = self.clone();
+        http::on_own_thread(http::bind_and_serve(self.listen, ep, Limits::default()))
     }
 
     /// One scrape, text format 0.0.4.
@@ -107,11 +118,9 @@ impl Metrics {
             f64::from(u8::from(counts.is_some())),
         );
         let counts = counts.unwrap_or_default();
-        let dropped = self
-            .dropped
-            .fetch_add(counts.dropped as u64, Ordering::Relaxed)
-            + counts.dropped as u64;
-        out.add(&catalogue::INTERFACES_DROPPED, &[], dropped as f64);
+        // A gauge of this scrape: a counter summed over scrapes grew with the scrape rate, not
+        // with anything about the interfaces (issue 14).
+        out.add(&catalogue::INTERFACES_DROPPED, &[], counts.dropped as f64);
         out.add(&catalogue::INTERFACES_EXPORTED, &[], counts.exported as f64);
         {
             let polled = self.polled.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,8 +163,10 @@ impl Endpoints for Metrics {
         Probe { ok, detail }
     }
 
-    /// 200 once the config is applied and nothing is pending: both daemons answer and the last
-    /// reconcile pass succeeded with no conflict.
+    /// 200 once the config is applied and works: both daemons answer, the last reconcile pass
+    /// succeeded with no conflict, and no owned interface reports an error. Each interface
+    /// that does not work is named, with whether its device is missing or it was refused: a
+    /// missing device is 503 too (the switch is not as configured until it appears).
     fn ready(&self) -> Probe {
         let (healthy, mut detail) = self.daemons_text();
         let converged = self.reconcile.is_converged();
@@ -165,8 +176,12 @@ impl Endpoints for Metrics {
             "not applied yet (pass pending, failed, or a conflict)"
         };
         let _ = writeln!(detail, "config: {word}");
+        let broken = self.reconcile.broken_interfaces();
+        for e in &broken {
+            let _ = writeln!(detail, "{e}");
+        }
         Probe {
-            ok: healthy && converged,
+            ok: healthy && converged && broken.is_empty(),
             detail,
         }
     }
@@ -231,6 +246,20 @@ mod tests {
         tx.send_modify(|s| s.vswitchd.busy = false);
         assert!(!m.ready().ok);
         m.reconcile.converged(true, 0);
+        assert!(m.ready().ok);
+        // Applied, but an owned interface does not work: not ready, and named.
+        let error = "could not open network device eth9 (No such device)";
+        m.reconcile
+            .interface_errors(&[crate::reconcile::InterfaceError {
+                interface: "eth9".into(),
+                ofport: Some(-1),
+                error: error.into(),
+                trouble: crate::reconcile::Trouble::of(error),
+            }]);
+        let r = m.ready();
+        assert!(!r.ok, "{r:?}");
+        assert!(r.detail.contains("config: applied\ninterface eth9: no such device: could not open network device eth9"), "{r:?}");
+        m.reconcile.interface_errors(&[]);
         assert!(m.ready().ok);
         tx.send_modify(|s| s.vswitchd.up = false);
         assert!(!m.health().ok && !m.ready().ok);

@@ -12,16 +12,64 @@ use super::catalogue as c;
 use super::families::Families;
 use super::telemetry::ReconcileMetrics;
 use crate::supervisor::{Daemon, StateRx};
-use crate::unixctl::Conn;
+use crate::unixctl::{self, Conn};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Why a reading failed, by kind: what to log and whether to reconnect is decided on the kind,
+/// never on the words of a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollError {
+    /// The supervisor does not report the daemon up: nothing to read.
+    #[error("{0} is not running")]
+    NotRunning(&'static str),
+    /// Its control socket is gone or closed on us: the daemon exited or restarts, which the
+    /// supervisor reports.
+    #[error("{0}")]
+    Gone(String),
+    /// The daemon does not know the command yet (dpif/show and upcall/show come with the first
+    /// bridge).
+    #[error("{0}")]
+    NotYet(String),
+    /// The daemon did not accept or answer in time: it is busy or hung.
+    #[error("{what} got no answer within {after:?}")]
+    NoAnswer { what: String, after: Duration },
+    /// `bridge/dump-flows` of a bridge deleted since the cache was read.
+    #[error("{0}")]
+    NoSuchBridge(String),
+    /// Anything else the daemon said or did.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl PollError {
+    /// Nothing the collector should warn about (the supervisor reports the daemon's state).
+    fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            PollError::NotRunning(_) | PollError::Gone(_) | PollError::NotYet(_)
+        )
+    }
+}
+
+impl From<unixctl::Error> for PollError {
+    fn from(e: unixctl::Error) -> PollError {
+        use unixctl::Error as U;
+        match e {
+            U::Connect { .. } | U::Disconnected { .. } => PollError::Gone(e.to_string()),
+            _ if e.is_unknown_command() => PollError::NotYet(e.to_string()),
+            _ if e.is_no_such_bridge() => PollError::NoSuchBridge(e.to_string()),
+            _ => PollError::Failed(e.to_string()),
+        }
+    }
+}
+
 /// One reading of one collector.
 #[derive(Debug, Clone)]
 pub struct Reading<T> {
-    pub value: Result<T, String>,
+    pub value: Result<T, PollError>,
     pub took: Duration,
     pub at: Instant,
 }
@@ -96,7 +144,7 @@ impl Poller {
         }
     }
 
-    async fn conn(&mut self, daemon: Daemon, pid: u32) -> Result<Conn, String> {
+    async fn conn(&mut self, daemon: Daemon, pid: u32) -> Result<Conn, PollError> {
         if let Some((p, conn)) = self.conns.get(daemon.name()) {
             if *p == pid && !conn.is_closed() {
                 return Ok(conn.clone());
@@ -105,14 +153,10 @@ impl Poller {
         let path = crate::rundir::ctl_socket(&self.run_dir, daemon.name(), pid);
         let conn = tokio::time::timeout(self.timeout, Conn::connect(&path))
             .await
-            .map_err(|_| {
-                format!(
-                    "{} did not accept within {:?}",
-                    path.display(),
-                    self.timeout
-                )
-            })?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PollError::NoAnswer {
+                what: format!("connecting to {}", path.display()),
+                after: self.timeout,
+            })??;
         self.conns.insert(daemon.name(), (pid, conn.clone()));
         Ok(conn)
     }
@@ -121,11 +165,11 @@ impl Poller {
         let state = self.state.borrow().clone();
         let vswitchd = match state.vswitchd.pid.filter(|_| state.vswitchd.up) {
             Some(pid) => self.conn(Daemon::Vswitchd, pid).await,
-            None => Err("ovs-vswitchd is not running".to_string()),
+            None => Err(PollError::NotRunning(Daemon::Vswitchd.name())),
         };
         let ovsdb = match state.ovsdb_server.pid.filter(|_| state.ovsdb_server.up) {
             Some(pid) => self.conn(Daemon::OvsdbServer, pid).await,
-            None => Err("ovsdb-server is not running".to_string()),
+            None => Err(PollError::NotRunning(Daemon::OvsdbServer.name())),
         };
         let bridges: Vec<String> = self.reconcile.with_cache(|cache| {
             cache
@@ -179,7 +223,7 @@ impl Poller {
 
 /// The reading timed out.
 fn stuck<T>(r: &Reading<T>) -> bool {
-    matches!(&r.value, Err(e) if e.contains("no answer"))
+    matches!(&r.value, Err(PollError::NoAnswer { .. }))
 }
 
 /// Logs a collector's failure when it starts or its reason changes, and its recovery. A daemon
@@ -188,9 +232,9 @@ fn log_change<T>(name: &str, old: &Option<Reading<T>>, new: &Reading<T>) {
     let old = old.as_ref().map(|r| r.value.as_ref().err());
     match (&new.value, old) {
         (Err(e), Some(Some(before))) if before == e => {}
-        // A daemon that is down, or a vswitchd that has not registered a command yet (dpif/show
-        // and upcall/show come with the first bridge), is not the collector's failure to report.
-        (Err(e), _) if e.ends_with("is not running") || e.contains("is not a valid command") => {
+        // A daemon that is down or going away, or a vswitchd that has not registered a command
+        // yet, is not the collector's failure to report.
+        (Err(e), _) if e.is_quiet() => {
             tracing::debug!(collector = name, error = %e, "metrics collector has nothing to read")
         }
         (Err(e), _) => tracing::warn!(collector = name, error = %e, "metrics collector failed"),
@@ -200,20 +244,23 @@ fn log_change<T>(name: &str, old: &Option<Reading<T>>, new: &Reading<T>) {
 }
 
 async fn call(
-    conn: Result<&Conn, &String>,
+    conn: Result<&Conn, &PollError>,
     timeout: Duration,
     method: &str,
     params: &[&str],
-) -> Result<String, String> {
+) -> Result<String, PollError> {
     let conn = conn.map_err(Clone::clone)?;
     match tokio::time::timeout(timeout, conn.call(method, params)).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("{method} got no answer within {timeout:?}")),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(PollError::NoAnswer {
+            what: method.to_string(),
+            after: timeout,
+        }),
     }
 }
 
 async fn read<T>(
-    conn: Result<&Conn, &String>,
+    conn: Result<&Conn, &PollError>,
     timeout: Duration,
     method: &str,
     params: &[&str],
@@ -229,7 +276,10 @@ async fn read<T>(
 }
 
 /// Each datapath `dpif/show` names, through `dpctl/show <name>`.
-async fn read_datapaths(conn: Result<&Conn, &String>, timeout: Duration) -> Reading<Vec<Datapath>> {
+async fn read_datapaths(
+    conn: Result<&Conn, &PollError>,
+    timeout: Duration,
+) -> Reading<Vec<Datapath>> {
     let began = Instant::now();
     let value = async {
         let names = appctl::parse_dpif_show_names(&call(conn, timeout, "dpif/show", &[]).await?);
@@ -249,7 +299,7 @@ async fn read_datapaths(conn: Result<&Conn, &String>, timeout: Duration) -> Read
 }
 
 async fn read_flows(
-    conn: Result<&Conn, &String>,
+    conn: Result<&Conn, &PollError>,
     timeout: Duration,
     bridges: &[String],
 ) -> Reading<Vec<(String, u64)>> {
@@ -260,7 +310,7 @@ async fn read_flows(
         match call(conn, timeout, "bridge/dump-flows", &[bridge]).await {
             Ok(text) => counts.push((bridge.clone(), appctl::count_openflow_flows(&text))),
             // A bridge created or deleted since the cache was read: not a failure.
-            Err(e) if e.contains("no bridge named") => {}
+            Err(PollError::NoSuchBridge(_)) => {}
             Err(e) => {
                 value = Err(e);
                 break;
@@ -370,6 +420,52 @@ mod tests {
         })
     }
 
+    fn failed(e: PollError) -> Reading<()> {
+        Reading {
+            value: Err(e),
+            took: Duration::ZERO,
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn failures_are_judged_by_kind_not_by_their_words() {
+        let command = |message: &str| unixctl::Error::Command {
+            method: "bridge/dump-flows".into(),
+            message: message.into(),
+        };
+        let closed = unixctl::Error::Disconnected {
+            method: "memory/show".into(),
+            reason: "connection closed by peer".into(),
+        };
+        assert!(matches!(PollError::from(closed), PollError::Gone(_)));
+        let unknown = command("\"dpif/show\" is not a valid command");
+        assert!(matches!(PollError::from(unknown), PollError::NotYet(_)));
+        let gone = command("no bridge named br9");
+        assert!(matches!(PollError::from(gone), PollError::NoSuchBridge(_)));
+        // A daemon's message that happens to say "no answer" or "is not running" is a plain
+        // failure: neither a timeout (which drops the connection) nor a quiet one.
+        for words in [
+            "no answer from the datapath",
+            "the revalidator is not running",
+        ] {
+            let e = PollError::from(command(words));
+            assert!(matches!(e, PollError::Failed(_)), "{e:?}");
+            assert!(!e.is_quiet());
+            assert!(!stuck(&failed(e)));
+        }
+        let timeout = PollError::NoAnswer {
+            what: "memory/show".into(),
+            after: Duration::from_secs(2),
+        };
+        assert!(stuck(&failed(timeout.clone())) && !timeout.is_quiet());
+        assert!(PollError::NotRunning("ovs-vswitchd").is_quiet());
+        assert_eq!(
+            PollError::NotRunning("ovs-vswitchd").to_string(),
+            "ovs-vswitchd is not running"
+        );
+    }
+
     #[test]
     fn failed_or_stale_readings_leave_their_series_out() {
         let polled = Polled {
@@ -378,7 +474,7 @@ mod tests {
             )),
             coverage: ok(BTreeMap::from([("netdev_sent".to_string(), 8)])),
             ovsdb_memory: Some(Reading {
-                value: Err("ovsdb-server is not running".into()),
+                value: Err(PollError::NotRunning("ovsdb-server")),
                 took: Duration::ZERO,
                 at: Instant::now(),
             }),

@@ -5,7 +5,7 @@
 use super::catalogue as c;
 use super::families::Families;
 use crate::ovsdb::Cache;
-use crate::reconcile::{PassOutcome, PassReport, Telemetry};
+use crate::reconcile::{InterfaceError, PassOutcome, PassReport, Telemetry};
 use prometheus::{Histogram, HistogramOpts, IntCounter};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -22,6 +22,7 @@ pub struct ReconcileMetrics {
     txn_errors: IntCounter,
     converged: AtomicBool,
     conflicts: AtomicU64,
+    broken: Mutex<Vec<InterfaceError>>,
 }
 
 fn histogram(spec: &c::Spec, buckets: Vec<f64>) -> Histogram {
@@ -55,6 +56,7 @@ impl Default for ReconcileMetrics {
             txn_errors: counter(&c::OVSDB_TXN_ERRORS),
             converged: AtomicBool::new(false),
             conflicts: AtomicU64::new(0),
+            broken: Mutex::new(Vec::new()),
         }
     }
 }
@@ -69,6 +71,14 @@ impl ReconcileMetrics {
     /// The last pass succeeded with no conflict.
     pub fn is_converged(&self) -> bool {
         self.converged.load(Ordering::Relaxed)
+    }
+
+    /// The owned interfaces that do not work, as last reported.
+    pub fn broken_interfaces(&self) -> Vec<InterfaceError> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds reconcile's families.
@@ -118,6 +128,10 @@ impl Telemetry for ReconcileMetrics {
             PassOutcome::Applied { drift: true } => self.drift.inc(),
             _ => {}
         }
+    }
+
+    fn interface_errors(&self, errors: &[InterfaceError]) {
+        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = errors.to_vec();
     }
 
     fn converged(&self, converged: bool, conflicts: usize) {

@@ -2,11 +2,18 @@
 //! probes the connection with echo, and re-sends every monitor request on each new connection,
 //! so watchers see a fresh snapshot instead of a dead stream.
 //!
+//! The backoff is reset only by a connection that stayed up (`stable_after`): one that a peer
+//! accepts and drops at once counts as a failed attempt. Resetting it on every connect made a
+//! server that dropped each connection a hot loop (52,166 reconnects in 10 s, issue 14).
+//! A lost connection is news (INFO), not a warning: ovsdb-server restarts and orderly stops
+//! close it, and the supervisor reports those; what warns is failing to get it back
+//! (`UNREACHABLE_WARN`) or losing it again and again.
+//!
 //! Transactions are not retried: after a lost connection the caller cannot know whether one
 //! committed, so it must re-read and re-plan (the reconciler does).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -25,7 +32,13 @@ pub struct ReconnectOptions {
     /// Send an echo this often; a probe unanswered within the same interval drops the
     /// connection (a hung server otherwise looks alive forever on a unix socket).
     pub probe_interval: Option<Duration>,
+    /// A connection that stays up this long resets the backoff; one lost sooner counts as a
+    /// failed attempt.
+    pub stable_after: Duration,
 }
+
+/// Failing to reconnect for this long is a warning (once per outage).
+const UNREACHABLE_WARN: Duration = Duration::from_secs(10);
 
 impl Default for ReconnectOptions {
     fn default() -> Self {
@@ -34,6 +47,7 @@ impl Default for ReconnectOptions {
             max_backoff: Duration::from_secs(5),
             call_timeout: None,
             probe_interval: Some(Duration::from_secs(5)),
+            stable_after: Duration::from_secs(5),
         }
     }
 }
@@ -140,16 +154,23 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(mut self) {
-        let mut delay = self.opts.min_backoff;
+        let mut backoff = Backoff::new(&self.opts);
+        // Since when there has been no connection, and whether that was warned about.
+        let mut lost: Option<(Instant, bool)> = None;
         loop {
             let client = match Client::connect_unix(&self.path).await {
                 Ok(c) => c,
                 Err(e) => {
+                    let delay = backoff.failed();
                     tracing::debug!(path = %self.path.display(), %e, ?delay, "ovsdb connect failed");
+                    let (since, warned) = lost.get_or_insert((Instant::now(), false));
+                    if !*warned && since.elapsed() >= UNREACHABLE_WARN {
+                        *warned = true;
+                        tracing::warn!(path = %self.path.display(), %e, after = ?since.elapsed(), "ovsdb-server still unreachable; retrying");
+                    }
                     if !self.sleep_taking_specs(delay).await {
                         return;
                     }
-                    delay = (delay * 2).min(self.opts.max_backoff);
                     continue;
                 }
             };
@@ -157,10 +178,35 @@ impl Supervisor {
                 Some(t) => client.with_timeout(t),
                 None => client,
             };
-            tracing::info!(path = %self.path.display(), "connected to ovsdb-server");
-            delay = self.opts.min_backoff;
-            if !self.serve(client).await {
+            match lost.take() {
+                Some((since, true)) => {
+                    tracing::info!(path = %self.path.display(), after = ?since.elapsed(), "connected to ovsdb-server again")
+                }
+                _ => tracing::info!(path = %self.path.display(), "connected to ovsdb-server"),
+            }
+            let began = Instant::now();
+            let Some(reason) = self.serve(client).await else {
                 return;
+            };
+            lost = Some((Instant::now(), false));
+            let lasted = began.elapsed();
+            let again = backoff.short_lived() > 0;
+            match backoff.connection_lasted(lasted) {
+                None => tracing::info!(%reason, "ovsdb connection lost; reconnecting"),
+                // Once is an orderly stop or a restart of a server just connected to; again
+                // and again is a server that drops us.
+                Some(delay) if again => {
+                    tracing::warn!(%reason, ?lasted, ?delay, "ovsdb connection lost again soon after connecting; reconnecting after a delay");
+                    if !self.sleep_taking_specs(delay).await {
+                        return;
+                    }
+                }
+                Some(delay) => {
+                    tracing::info!(%reason, ?lasted, ?delay, "ovsdb connection lost; reconnecting");
+                    if !self.sleep_taking_specs(delay).await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -180,8 +226,8 @@ impl Supervisor {
         }
     }
 
-    /// Runs one connection until it closes; false when every handle is gone.
-    async fn serve(&mut self, client: Client) -> bool {
+    /// Runs one connection until it closes, and says why; None when every handle is gone.
+    async fn serve(&mut self, client: Client) -> Option<String> {
         let mut forwarders = JoinSet::new();
         // Monitor requests run inside this loop, where no probe can fire: bound them so a server
         // that accepts connections but never answers cannot stall us forever.
@@ -197,16 +243,13 @@ impl Supervisor {
         let mut probe = self.opts.probe_interval.map(tokio::time::interval);
         let keep_going = loop {
             tokio::select! {
-                reason = client.closed() => {
-                    tracing::warn!(%reason, "ovsdb connection lost; reconnecting");
-                    break true;
-                }
+                reason = client.closed() => break Some(reason),
                 spec = self.add_rx.recv() => match spec {
                     Some(s) => {
                         start_monitor(&mon_client, &s, &mut forwarders).await;
                         self.specs.push(s);
                     }
-                    None => break false,
+                    None => break None,
                 },
                 _ = tick(&mut probe) => {
                     let p = self.opts.probe_interval.unwrap_or_default();
@@ -223,6 +266,54 @@ impl Supervisor {
         // stale update can never follow the next Snapshot.
         while forwarders.join_next().await.is_some() {}
         keep_going
+    }
+}
+
+/// The reconnect delay: doubling from `min_backoff` to `max_backoff` with each failed connect
+/// and each connection lost before `stable_after`; back to the start after one that lasted.
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    stable_after: Duration,
+    next: Duration,
+    /// Connections in a row lost before `stable_after`.
+    short: u32,
+}
+
+impl Backoff {
+    fn new(opts: &ReconnectOptions) -> Backoff {
+        Backoff {
+            min: opts.min_backoff,
+            max: opts.max_backoff.max(opts.min_backoff),
+            stable_after: opts.stable_after,
+            next: opts.min_backoff,
+            short: 0,
+        }
+    }
+
+    /// How many connections in a row were lost before `stable_after`.
+    fn short_lived(&self) -> u32 {
+        self.short
+    }
+
+    /// A connect failed: how long to wait before the next.
+    fn failed(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// A connection ended after `lasted`: None to reconnect at once, else how long to wait.
+    fn connection_lasted(&mut self, lasted: Duration) -> Option<Duration> {
+        if lasted >= self.stable_after {
+            self.next = self.min;
+            self.short = 0;
+            None
+        } else {
+            self.short += 1;
+            Some(self.failed())
+        }
     }
 }
 
@@ -276,4 +367,45 @@ async fn forward(mut m: Monitor, tx: mpsc::UnboundedSender<MonitorEvent>) {
     }
     let reason = m.client().closed().await;
     let _ = tx.send(MonitorEvent::Disconnected(reason));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_connection_that_stayed_up_resets_the_backoff() {
+        let ms = Duration::from_millis;
+        let opts = ReconnectOptions {
+            min_backoff: ms(20),
+            max_backoff: ms(1000),
+            stable_after: ms(5000),
+            ..ReconnectOptions::default()
+        };
+        let mut b = Backoff::new(&opts);
+        // A peer that accepts and drops at once: every connection is a failed attempt.
+        let delays: Vec<_> = (0..8)
+            .map(|_| b.connection_lasted(ms(3)).unwrap())
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(320),
+                ms(640),
+                ms(1000),
+                ms(1000)
+            ]
+        );
+        // Failed connects keep doubling from there.
+        assert_eq!(b.failed(), ms(1000));
+        assert_eq!(b.short_lived(), 8);
+        // One that lasted: reconnect at once, and start again from the minimum.
+        assert_eq!(b.connection_lasted(ms(6000)), None);
+        assert_eq!(b.short_lived(), 0);
+        assert_eq!(b.failed(), ms(20));
+    }
 }

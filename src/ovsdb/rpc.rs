@@ -13,7 +13,13 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::framing::Framer;
+use super::framing::{FrameError, Framer, DEFAULT_MAX_VALUE_BYTES};
+
+/// The most bytes queued for a peer that does not read them. Past this the connection is
+/// dropped: a peer that sent echo requests and never read the replies grew our queue by 236 MB
+/// in 5 s (issue 14). As large as the largest message we accept, so no transaction we could
+/// send is refused for its size alone.
+pub(crate) const MAX_QUEUED_OUT: usize = DEFAULT_MAX_VALUE_BYTES;
 
 /// A notification (a request with a null id) from the peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +121,7 @@ impl Rpc {
             next_id: 0,
             st: TaskState {
                 out: Vec::new(),
+                sent: 0,
                 pending: HashMap::new(),
                 routes: HashMap::new(),
             },
@@ -201,10 +208,12 @@ struct Task {
 
 /// The message-handling side, free of I/O so it can be driven by tests.
 struct TaskState {
-    /// Bytes queued for the socket. Reading and writing are driven from one select so a large
-    /// outgoing transaction never stops us from reading (and so never deadlocks with a server that
-    /// is itself blocked writing to us).
+    /// Bytes queued for the socket, of which the first `sent` are written. Reading and writing
+    /// are driven from one select so a large outgoing transaction never stops us from reading
+    /// (and so never deadlocks with a server that is itself blocked writing to us); the queue
+    /// is bounded by `MAX_QUEUED_OUT`.
     out: Vec<u8>,
+    sent: usize,
     pending: HashMap<u64, Reply>,
     routes: HashMap<RouteKey, Subscriber>,
 }
@@ -224,8 +233,8 @@ impl Task {
                     }
                     Err(e) => return format!("read failed: {e}"),
                 },
-                w = self.wr.write(&self.st.out), if !self.st.out.is_empty() => match w {
-                    Ok(n) => { self.st.out.drain(..n); }
+                w = self.wr.write(self.st.unsent()), if !self.st.unsent().is_empty() => match w {
+                    Ok(n) => self.st.wrote(n),
                     Err(e) => return format!("write failed: {e}"),
                 },
                 cmd = self.cmd_rx.recv() => match cmd {
@@ -233,10 +242,15 @@ impl Task {
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         // Every handle is gone: flush what was queued (best effort) and stop.
-                        let _ = self.wr.write_all(&self.st.out).await;
+                        let _ = self.wr.write_all(self.st.unsent()).await;
                         return "client dropped".to_string();
                     }
                 },
+            }
+            if self.st.unsent().len() > MAX_QUEUED_OUT {
+                return format!(
+                    "the peer does not read: more than {MAX_QUEUED_OUT} bytes queued for it"
+                );
             }
         }
     }
@@ -270,11 +284,12 @@ impl Task {
 
     fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.framer.push(bytes);
-        while let Some(msg) = self
-            .framer
-            .next_value()
-            .map_err(|e| format!("malformed JSON from peer: {e}"))?
-        {
+        while let Some(msg) = self.framer.next_value().map_err(|e| match e {
+            FrameError::TooLarge { .. } | FrameError::TooManyValues { .. } => {
+                format!("refused a message from the peer: {e}")
+            }
+            _ => format!("malformed JSON from peer: {e}"),
+        })? {
             self.st.on_message(msg);
         }
         Ok(())
@@ -282,18 +297,38 @@ impl Task {
 }
 
 impl TaskState {
+    fn unsent(&self) -> &[u8] {
+        &self.out[self.sent..]
+    }
+
+    /// `n` more bytes were written. The written head is dropped once it is half the buffer, not
+    /// at each write: draining a queue of many MiB a socket buffer at a time was quadratic.
+    fn wrote(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        } else if self.sent >= self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
     fn queue(&mut self, msg: &Value) {
         // Serialising a Value into a Vec cannot fail.
         serde_json::to_writer(&mut self.out, msg).expect("serialise JSON value");
     }
 
-    fn on_message(&mut self, msg: Value) {
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    fn on_message(&mut self, mut msg: Value) {
+        let id = msg.get_mut("id").map(Value::take).unwrap_or(Value::Null);
         if let Some(method) = msg.get("method").and_then(Value::as_str) {
-            let params = match msg.get("params") {
-                Some(Value::Array(a)) => a.clone(),
+            let method = method.to_string();
+            // Taken, not cloned: a monitor update can be tens of MiB once parsed.
+            let params = match msg.get_mut("params").map(Value::take) {
+                Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             };
+            let method = method.as_str();
             if id.is_null() {
                 self.on_notification(Notification {
                     method: method.to_string(),
@@ -308,9 +343,12 @@ impl TaskState {
             tracing::debug!(%id, "reply to unknown request id ignored");
             return;
         };
-        let result = match msg.get("error") {
-            Some(e) if !e.is_null() => Err(e.clone()),
-            _ => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
+        let result = match msg.get_mut("error").map(Value::take) {
+            Some(e) if !e.is_null() => Err(e),
+            _ => Ok(msg
+                .get_mut("result")
+                .map(Value::take)
+                .unwrap_or(Value::Null)),
         };
         // The caller may have timed out and dropped its receiver.
         let _ = reply.send(result);

@@ -154,7 +154,7 @@ proptest! {
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut routes = HashMap::new();
         routes.insert(RouteKey::monitor(&json!("m")), tx);
-        let mut t = TaskState { pending: HashMap::new(), routes, out: Vec::new() };
+        let mut t = TaskState { pending: HashMap::new(), routes, out: Vec::new(), sent: 0 };
         for m in msgs {
             t.on_message(m);
         }

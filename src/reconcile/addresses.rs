@@ -10,11 +10,61 @@ use super::session::Session;
 use super::watch::AfterPass;
 use crate::netlink::{address_changes, DeviceState, IpCidr, Netlink};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
 /// Device name -> addresses this appliance added to it.
 type Record = BTreeMap<String, Vec<IpCidr>>;
+
+/// Reads the record. None there is an empty record; one that cannot be read or parsed is too,
+/// but said loudly, and a corrupt file is kept aside (`<name>.corrupt-<unix seconds>`) for a
+/// person to read rather than overwritten by the next save: the addresses it listed are
+/// forgotten, so they are no longer removed when the config drops them.
+fn load_record(path: &Path) -> Record {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::new(),
+        Err(e) => {
+            warn!(path = %path.display(), %e, "cannot read the record of addresses this appliance added; starting from none");
+            return Record::new();
+        }
+    };
+    let raw = match serde_json::from_str::<BTreeMap<String, Vec<String>>>(&text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".corrupt-{secs}"));
+            let aside = PathBuf::from(aside);
+            match std::fs::rename(path, &aside) {
+                Ok(()) => {
+                    warn!(path = %path.display(), kept = %aside.display(), %e, "the record of addresses this appliance added is corrupt; kept aside, starting from none (addresses it listed will not be removed)")
+                }
+                Err(re) => {
+                    warn!(path = %path.display(), %e, rename_error = %re, "the record of addresses this appliance added is corrupt and could not be kept aside; starting from none")
+                }
+            }
+            return Record::new();
+        }
+    };
+    raw.into_iter()
+        .map(|(dev, addrs)| {
+            let parsed = addrs
+                .iter()
+                .filter_map(|a| match a.parse() {
+                    Ok(cidr) => Some(cidr),
+                    Err(e) => {
+                        warn!(path = %path.display(), device = %dev, address = %a, %e, "an address in the record is not an address; forgotten");
+                        None
+                    }
+                })
+                .collect();
+            (dev, parsed)
+        })
+        .collect()
+}
 
 pub struct Addresses<N: Netlink> {
     netlink: N,
@@ -24,17 +74,7 @@ pub struct Addresses<N: Netlink> {
 
 impl<N: Netlink> Addresses<N> {
     pub fn new(netlink: N, record_path: PathBuf) -> Self {
-        let record = std::fs::read_to_string(&record_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<BTreeMap<String, Vec<String>>>(&text).ok())
-            .map(|raw| {
-                raw.into_iter()
-                    .map(|(dev, addrs)| {
-                        (dev, addrs.iter().filter_map(|a| a.parse().ok()).collect())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let record = load_record(&record_path);
         Self {
             netlink,
             record_path,
@@ -246,6 +286,38 @@ mod tests {
             saved.contains("192.0.2.1/24") && !saved.contains("2001:db8"),
             "{saved}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_is_kept_aside_and_the_rest_starts_from_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("addresses.json");
+        std::fs::write(&record, "{\"mgmt0\": [\"192.0.2.1/24\"").unwrap();
+        let fake = FakeNetlink::new();
+        fake.add_device("mgmt0");
+        let mut hook = Addresses::new(fake, record.clone());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("addresses.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "kept aside: {aside:?}");
+        let kept = std::fs::read_to_string(dir.path().join(&aside[0])).unwrap();
+        assert_eq!(kept, "{\"mgmt0\": [\"192.0.2.1/24\"");
+        // It works on from an empty record, and saves a good one.
+        hook.apply(&desired("\"192.0.2.1/24\"")).await;
+        let saved = std::fs::read_to_string(&record).unwrap();
+        assert!(saved.contains("192.0.2.1/24"), "{saved}");
+    }
+
+    #[test]
+    fn an_entry_that_is_no_address_is_dropped_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("addresses.json");
+        std::fs::write(&record, r#"{"mgmt0": ["192.0.2.1/24", "bogus"]}"#).unwrap();
+        assert_eq!(load_record(&record)["mgmt0"], [cidr("192.0.2.1/24")]);
+        assert!(load_record(&dir.path().join("none.json")).is_empty());
     }
 
     #[tokio::test]

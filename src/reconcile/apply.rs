@@ -7,7 +7,7 @@ use super::plan::{plan, Plan};
 use super::session::Session;
 use super::txn::operations;
 use super::Error;
-use crate::ovsdb::TxnErrorKind;
+use crate::ovsdb::{OpResult, TxnErrorKind};
 use std::time::{Duration, Instant};
 
 const ATTEMPTS: u32 = 5;
@@ -58,13 +58,7 @@ pub async fn reconcile_once(
             Err(e) => return Err(e),
         };
         let committed = began.elapsed();
-        let next_cfg = results
-            .last()
-            .and_then(|r| r.rows.as_ref())
-            .and_then(|rows| rows.first())
-            .and_then(|row| row.get("next_cfg"))
-            .and_then(|d| d.as_i64())
-            .unwrap_or(0);
+        let next_cfg = next_cfg_of(&results)?;
         session.wait_applied(next_cfg, apply_timeout).await?;
         return Ok(Applied {
             operations: ops.len(),
@@ -74,4 +68,52 @@ pub async fn reconcile_once(
         });
     }
     Err(Error::Contended { attempts: ATTEMPTS })
+}
+
+/// The `next_cfg` the transaction's last operation (its select) returned. Missing, the change
+/// cannot be waited for: an error, where 0 (every `cur_cfg` is at least that) reported the
+/// change applied at once (issue 14).
+fn next_cfg_of(results: &[OpResult]) -> Result<i64, Error> {
+    results
+        .last()
+        .and_then(|r| r.rows.as_ref())
+        .and_then(|rows| rows.first())
+        .and_then(|row| row.get("next_cfg"))
+        .and_then(|d| d.as_i64())
+        .ok_or(Error::NoNextCfg {
+            results: results.len(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovsdb::{Datum, Row};
+
+    fn select(row: Option<Row>) -> OpResult {
+        OpResult {
+            rows: row.map(|r| vec![r]),
+            ..OpResult::default()
+        }
+    }
+
+    #[test]
+    fn a_reply_without_next_cfg_is_an_error_not_applied() {
+        let row: Row = [("next_cfg".to_string(), Datum::from(7i64))]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            next_cfg_of(&[OpResult::default(), select(Some(row))]).unwrap(),
+            7
+        );
+        for results in [
+            vec![],
+            vec![select(None)],
+            vec![select(Some(Row::new()))],
+            vec![OpResult::default()],
+        ] {
+            let e = next_cfg_of(&results).unwrap_err();
+            assert!(matches!(e, Error::NoNextCfg { .. }), "{e}");
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub use keys::{MapEdit, KEYS_KEY};
 pub use model::{Desired, Observed, OWNER_KEY};
 pub use plan::{plan, Change, Plan};
 pub use session::{Event, Session};
-pub use status::{describe, interface_errors, InterfaceError};
+pub use status::{describe, interface_errors, InterfaceError, Trouble};
 pub use telemetry::{NoTelemetry, PassOutcome, PassReport, Telemetry, TelemetryHandle};
 pub use touched::{touched, Touched, INTERFACE_METRICS_COLUMNS};
 pub use txn::operations;
@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error("the database kept changing under the transaction; gave up after {attempts} attempts")]
     Contended { attempts: u32 },
+    #[error("the transaction committed but its reply has no next_cfg to wait for ({results} operation results); whether ovs-vswitchd applied it is unknown")]
+    NoNextCfg { results: usize },
 }
 
 #[cfg(test)]

@@ -110,17 +110,20 @@ fn requests() -> MonitorRequests {
 }
 
 impl Session {
-    /// Connects (waiting up to `timeout` for ovsdb-server) and loads the first snapshot.
+    /// Connects and loads the first snapshot, within `timeout` in all: one deadline, not one per
+    /// event, or a server that drops every connection keeps it waiting for ever (issue 14).
     pub async fn open(db_sock: &Path, timeout: Duration) -> Result<Session, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let opts = ReconnectOptions {
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
             call_timeout: Some(timeout),
             probe_interval: Some(Duration::from_secs(5)),
+            stable_after: Duration::from_secs(5),
         };
         let client = ReconnectingClient::new(db_sock, opts.clone());
         let monitor = ReconnectingClient::new(db_sock, opts);
-        let schema = tokio::time::timeout(timeout, async {
+        let schema = tokio::time::timeout_at(deadline, async {
             client.client().await.get_schema(DB).await
         })
         .await
@@ -150,12 +153,19 @@ impl Session {
             unpublished: false,
             telemetry: telemetry::none(),
         };
+        let mut dropped = 0u32;
         loop {
-            match tokio::time::timeout(timeout, session.next()).await {
+            match tokio::time::timeout_at(deadline, session.next()).await {
                 Ok(Ok(Event::Snapshot)) => return Ok(session),
+                Ok(Ok(Event::Disconnected(_))) => dropped += 1,
                 Ok(Ok(_)) => continue,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(Error::Connect("no monitor snapshot".into())),
+                Err(_) => {
+                    return Err(Error::Connect(format!(
+                        "{} sent no monitor snapshot within {timeout:?} (the connection dropped {dropped} time(s) meanwhile)",
+                        db_sock.display()
+                    )))
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! What `status` prints and the watch loop logs: owned or foreign bridges and ports, and the
-//! errors OVS reports on interfaces (a system port whose device does not exist yet).
+//! errors OVS reports on interfaces (a system port whose device does not exist yet, or an
+//! interface OVS or the kernel refused).
 
 use super::model::{name, owned_by, refs, Observed};
 use crate::ovsdb::{Datum, Row};
@@ -11,6 +12,49 @@ pub struct InterfaceError {
     pub interface: String,
     pub ofport: Option<i64>,
     pub error: String,
+    pub trouble: Trouble,
+}
+
+/// What kind of trouble: one that ends by itself, or one that needs the config changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trouble {
+    /// A system port whose device does not exist (yet): it works once the device appears.
+    MissingDevice,
+    /// OVS or the kernel refused the interface (a name the kernel will not take, one another
+    /// device holds, bad options): it stays broken until the config changes.
+    Refused,
+}
+
+impl Trouble {
+    /// Reads OVS's `Interface.error`, the only account of the failure there is (vswitchd's
+    /// "could not open network device eth9 (No such device)": strerror of ENODEV, in the C
+    /// locale vswitchd runs in); everything else is a refusal.
+    pub fn of(error: &str) -> Trouble {
+        if error.ends_with("(No such device)") {
+            Trouble::MissingDevice
+        } else {
+            Trouble::Refused
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Trouble::MissingDevice => "no such device",
+            Trouble::Refused => "refused",
+        }
+    }
+}
+
+impl std::fmt::Display for InterfaceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interface {}: {}: {}",
+            self.interface,
+            self.trouble.describe(),
+            self.error
+        )
+    }
 }
 
 /// Owned interfaces with an error or ofport -1.
@@ -22,14 +66,18 @@ pub fn interface_errors(observed: &Observed, owner: &str) -> Vec<InterfaceError>
         .filter_map(|row| {
             let ofport = row.get("ofport").and_then(Datum::as_i64);
             let error = row.get("error").and_then(Datum::as_str).unwrap_or_default();
-            (ofport == Some(-1) || !error.is_empty()).then(|| InterfaceError {
-                interface: name(row).to_string(),
-                ofport,
-                error: if error.is_empty() {
-                    "ofport is -1".into()
+            (ofport == Some(-1) || !error.is_empty()).then(|| {
+                let error = if error.is_empty() {
+                    "ofport is -1".to_string()
                 } else {
-                    error.into()
-                },
+                    error.to_string()
+                };
+                InterfaceError {
+                    interface: name(row).to_string(),
+                    ofport,
+                    trouble: Trouble::of(&error),
+                    error,
+                }
             })
         })
         .collect()
@@ -42,20 +90,29 @@ pub struct InterfaceErrors {
 }
 
 impl InterfaceErrors {
-    pub fn report(&mut self, observed: &Observed, owner: &str) {
-        let now: BTreeMap<String, String> = interface_errors(observed, owner)
-            .into_iter()
-            .map(|e| (e.interface, e.error))
-            .collect();
-        for (iface, error) in &now {
-            if self.seen.get(iface) != Some(error) {
-                tracing::warn!(interface = %iface, %error, "interface not working (it is configured and will work once the device exists)");
+    /// Logs what changed, and returns the errors there are now.
+    pub fn report(&mut self, observed: &Observed, owner: &str) -> Vec<InterfaceError> {
+        let errors = interface_errors(observed, owner);
+        let mut now = BTreeMap::new();
+        for e in &errors {
+            if self.seen.get(&e.interface) != Some(&e.error) {
+                let (iface, error) = (&e.interface, &e.error);
+                match e.trouble {
+                    Trouble::MissingDevice => {
+                        tracing::warn!(interface = %iface, %error, "interface not working: its device does not exist (it is configured and will work once the device exists)")
+                    }
+                    Trouble::Refused => {
+                        tracing::error!(interface = %iface, %error, "interface refused by OVS or the kernel: it will not work until the config changes")
+                    }
+                }
             }
+            now.insert(e.interface.clone(), e.error.clone());
         }
         for iface in self.seen.keys().filter(|i| !now.contains_key(*i)) {
             tracing::info!(interface = %iface, "interface error cleared");
         }
         self.seen = now;
+        errors
     }
 }
 
@@ -115,4 +172,31 @@ pub fn describe(observed: &Observed, owner: &str) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_device_is_told_from_a_refusal() {
+        let cases = [
+            (
+                "could not open network device eth9 (No such device)",
+                Trouble::MissingDevice,
+            ),
+            (
+                "could not open network device taken0 (Invalid argument)",
+                Trouble::Refused,
+            ),
+            (
+                "could not add network device x to ofproto (File exists)",
+                Trouble::Refused,
+            ),
+            ("ofport is -1", Trouble::Refused),
+        ];
+        for (error, want) in cases {
+            assert_eq!(Trouble::of(error), want, "{error}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! What reconcile reports as it works, for whoever watches it (metrics). Reconcile only calls
 //! out; it never reads anything back, so data keeps flowing one way.
 
+use super::status::InterfaceError;
 use crate::ovsdb::Cache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub trait Telemetry: Send + Sync {
     /// applied everything with no conflict; false before the first pass, after a failed one, and
     /// while a change of the database waits for its pass.
     fn converged(&self, _converged: bool, _conflicts: usize) {}
+    /// The owned interfaces that do not work (OVS's `Interface.error`, or ofport -1), after
+    /// every pass and every status change; empty when all work.
+    fn interface_errors(&self, _errors: &[InterfaceError]) {}
 }
 
 /// Reports to nobody.

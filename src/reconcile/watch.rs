@@ -94,6 +94,10 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                     conflicts.report(&applied.plan.conflicts);
                     report(&applied, cause);
                     after.after_pass(&session, &desired).await;
+                    // Before `converged`: readiness must not say applied while an interface
+                    // the pass created is known to be broken.
+                    let broken = errors.report(&session.observed(), &desired.owner);
+                    telemetry.interface_errors(&broken);
                     telemetry.converged(true, applied.plan.conflicts.len());
                     if applied.plan.is_empty() {
                         PassOutcome::Unchanged
@@ -118,7 +122,8 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 duration: began.elapsed(),
                 outcome,
             });
-            errors.report(&session.observed(), &desired.owner);
+            let broken = errors.report(&session.observed(), &desired.owner);
+            telemetry.interface_errors(&broken);
             // A change that reached the cache while this pass's own transaction was applied
             // was not planned from: usually that transaction coming back, but it may be an
             // operator's edit in the same moment, which would otherwise wait for the next one.
@@ -140,7 +145,9 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 Ok(Event::Update) => Wake::Pass(Cause::Drift),
                 Ok(Event::Status) => Wake::Status,
                 Ok(Event::Statistics) => Wake::Nothing,
-                Ok(Event::Disconnected(why)) => { warn!(%why, "ovsdb-server connection lost"); Wake::Nothing }
+                // News, not a warning: restarts and orderly stops close it, and the reconnecting client
+                // warns when it cannot get it back.
+                Ok(Event::Disconnected(why)) => { info!(%why, "ovsdb-server connection lost"); Wake::Nothing }
                 Err(e) => {
                     error!(%e, "OVSDB monitor failed");
                     tokio::time::sleep(settings.retry).await;
@@ -176,7 +183,8 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
             // port that now exists gets its addresses, and the error report follows.
             Wake::Status if dirty.is_none() => {
                 after.after_pass(&session, &desired).await;
-                errors.report(&session.observed(), &desired.owner);
+                let broken = errors.report(&session.observed(), &desired.owner);
+                telemetry.interface_errors(&broken);
             }
             Wake::Status | Wake::Nothing => {}
         }

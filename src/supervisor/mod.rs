@@ -9,7 +9,7 @@ mod claim;
 mod daemon;
 mod daemon_log;
 mod db;
-mod dblog;
+pub(crate) mod dblog;
 mod exit;
 mod files;
 pub mod flows;

@@ -156,6 +156,10 @@ pub struct Appliance {
     pub netns: Netns,
     pub child: Option<Child>,
     pub extra_args: Vec<String>,
+    /// Environment for the binary (the config may name variables).
+    pub env: Vec<(String, String)>,
+    /// A config file of the test's own instead of the one `write_config` makes.
+    pub shared_config: Option<PathBuf>,
 }
 
 impl Appliance {
@@ -167,6 +171,8 @@ impl Appliance {
             netns: Netns::new(),
             child: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
+            shared_config: None,
         };
         app.write_config(extra_toml);
         app
@@ -188,7 +194,10 @@ impl Appliance {
         self.dir.path().join("db")
     }
     pub fn config(&self) -> PathBuf {
-        self.dir.path().join("config.toml")
+        match &self.shared_config {
+            Some(path) => path.clone(),
+            None => self.dir.path().join("config.toml"),
+        }
     }
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("appliance.log")
@@ -201,6 +210,7 @@ impl Appliance {
     pub fn command(&self, wrapper: &[&str], subcommand: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.netns.name]);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(wrapper);
         let mut line = vec![BIN.to_string(), subcommand.into(), "--config".into()];
         line.push(self.config().display().to_string());

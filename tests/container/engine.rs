@@ -80,6 +80,11 @@ impl Engine {
             }
             let out = self.docker(&["version", "--format", "{{.Server.Version}}"]);
             if out.status.success() {
+                // Read before dockerd had exec'd (the client can take longer to answer than
+                // dockerd to start, on a loaded machine): it is dockerd now.
+                if self.mnt_ns == 0 {
+                    self.mnt_ns = engine_mnt_ns(pid as i32);
+                }
                 assert_ne!(
                     self.mnt_ns, 0,
                     "dockerd is not in a mount namespace of its own"

@@ -4,7 +4,7 @@
 //! promises: exit 77 without NET_ADMIN, bridges programmed and visible from the host, `docker
 //! exec ovs-vsctl show`, healthy, a clean and fast `docker stop`, a database volume that outlives
 //! its container, the netdev fallback and exit 69 for `datapath = "system"`, and the compose
-//! stack up and down. Then measures `docker run` to a 10-port bridge, and TCP through the
+//! stack up and down; then the same image under Podman. Then measures `docker run` to a 10-port bridge, and TCP through the
 //! containerized OVS against OVS started by the appliance on the host.
 //!
 //! Every check runs and is reported (target/container-tier.txt) even when an earlier one failed.
@@ -17,6 +17,7 @@ mod deploy;
 mod cases;
 mod engine;
 mod measure;
+mod podman;
 
 use engine::Engine;
 use std::fmt::Write as _;
@@ -144,6 +145,7 @@ fn prerequisites() -> bool {
         "containerd",
         "runc",
         "docker-compose",
+        "podman",
         "nsenter",
         "unshare",
         "cargo",
@@ -167,6 +169,9 @@ fn build_image(ctx_dir: &Path, report: &mut String) {
     let mut cmd = Command::new(deploy::repo().join("images/build"));
     cmd.arg("--no-pull");
     engine.env(&mut cmd);
+    // images/build with the client a user has first on PATH (here a static Docker CLI without
+    // the buildx plugin), not the engine's own: it must build with any client.
+    cmd.env_remove("DOCKER");
     let out = common::run(&mut cmd, Duration::from_secs(45 * 60));
     assert!(
         out.status.success(),
@@ -214,6 +219,7 @@ fn container_tier() {
     };
     let mut failures = Vec::new();
     cases::all(&ctx, &mut failures);
+    podman::all(&ctx, &mut failures);
     measure::all(&ctx, &mut failures);
     let text = ctx.report.lock().unwrap().clone();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/container-tier.txt");

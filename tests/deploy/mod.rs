@@ -45,6 +45,12 @@ pub fn yaml_file(path: &Path) -> Value {
     to_json(&docs[0])
 }
 
+/// Every document of a YAML stream, as JSON values.
+pub fn yaml_docs(text: &str) -> Vec<Value> {
+    let docs = YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    docs.iter().map(to_json).collect()
+}
+
 fn to_json(y: &Yaml) -> Value {
     match y {
         Yaml::Null => Value::Null,
