@@ -383,10 +383,12 @@ fn daemons_left_by_a_killed_appliance_are_stopped_by_the_next_one() {
         "the daemons outlive a killed supervisor here"
     );
 
-    app.start_ready();
+    // Not start_ready: the orphans themselves would answer its readiness check.
+    app.start();
     wait_for(Duration::from_secs(20), "the orphans to go", || {
         (dead(db) && dead(vs)).then_some(())
     });
+    app.wait_ready();
     let (db2, vs2) = (
         app.pid("ovsdb-server").unwrap(),
         app.pid("ovs-vswitchd").unwrap(),

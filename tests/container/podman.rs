@@ -33,8 +33,11 @@ struct Podman<'a> {
 
 impl Podman<'_> {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.ctx.engine.netns(), "podman"])
+        // nsenter, not `ip netns exec`, which mounts a sysfs of the namespace's own over /sys
+        // and so hides /sys/fs/cgroup from runc ("no cgroup mount found in mountinfo").
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ctx.engine.netns()))
+            .args(["--", "podman"])
             .arg("--root")
             .arg(self.root.join("root"))
             .arg("--runroot")
