@@ -225,17 +225,12 @@ fn snapshot_lines(db_dir: &Path, now: std::time::SystemTime) -> Vec<String> {
         .collect()
 }
 
-/// Where the appliance with `listen` answers `/healthz`: an unspecified address listens on
-/// loopback too.
+/// Where the appliance with `listen` answers `/healthz` for a client on the same host.
 pub fn healthz_url(listen: std::net::SocketAddr) -> String {
-    let mut at = listen;
-    if at.ip().is_unspecified() {
-        at.set_ip(match at {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    format!("http://{at}/healthz")
+    format!(
+        "http://{}/healthz",
+        crate::config::MetricsConfig::local(listen)
+    )
 }
 
 /// The shell line that points OVS's own tools at this appliance's sockets and database.

@@ -267,6 +267,21 @@ pub struct MetricsConfig {
     pub refresh_interval: HumanDuration,
 }
 
+impl MetricsConfig {
+    /// Where a client on the same host reaches a listener on `listen`: an unspecified address
+    /// listens on loopback too.
+    pub fn local(listen: SocketAddr) -> SocketAddr {
+        let mut at = listen;
+        if at.ip().is_unspecified() {
+            at.set_ip(match at {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        at
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {

@@ -121,25 +121,18 @@ fn config_map(namespace: &str, config_toml: &str) -> Value {
     })
 }
 
-/// The probes' URL: loopback for a loopback or wildcard listener, the node's address (as
+/// The probes' URL: where a client in the pod reaches the listener, or the node's address (as
 /// Kubernetes expands `$(NODE_IP)` in a command) when the listener names `${NODE_IP}`.
 fn probe_base(config: &Config) -> String {
     let listen = config.metrics.listen;
-    let port = listen.port();
     let from_node_ip = config
         .expansions
         .iter()
         .any(|e| e.path == "metrics.listen" && e.written.contains("${NODE_IP"));
     if from_node_ip {
-        format!("http://$(NODE_IP):{port}")
-    } else if listen.ip().is_unspecified() || listen.ip().is_loopback() {
-        let loopback = match listen {
-            std::net::SocketAddr::V4(_) => "127.0.0.1".to_string(),
-            std::net::SocketAddr::V6(_) => "[::1]".to_string(),
-        };
-        format!("http://{loopback}:{port}")
+        format!("http://$(NODE_IP):{}", listen.port())
     } else {
-        format!("http://{listen}")
+        format!("http://{}", config::MetricsConfig::local(listen))
     }
 }
 

@@ -14,6 +14,7 @@ mod exit;
 mod files;
 pub mod flows;
 mod health;
+mod host;
 mod init;
 mod lifecycle;
 mod logsink;

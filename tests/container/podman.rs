@@ -9,22 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// README's Podman line, minus mounts and image: Docker's flags, and NET_RAW, which Podman does
-/// not grant by default.
-pub const PODMAN_FLAGS: &[&str] = &[
-    "--net",
-    "host",
-    "--cap-add",
-    "NET_ADMIN",
-    "--cap-add",
-    "SYS_MODULE",
-    "--cap-add",
-    "SYS_NICE",
-    "--cap-add",
-    "NET_RAW",
-    "--device",
-    "/dev/net/tun",
-];
+/// What README's Podman line adds to Docker's flags: NET_RAW, which Podman does not grant by
+/// default.
+const PODMAN_EXTRA: &[&str] = &["--cap-add", "NET_RAW"];
 
 struct Podman<'a> {
     ctx: &'a Ctx,
@@ -144,7 +131,8 @@ fn lifecycle(ctx: &Ctx, podman: &Podman) {
     let name = format!("{}-pm", ctx.tag);
     let mount = format!("{}:/etc/ovs-appliance:ro", cfg.display());
     let mut args = vec!["run", "-d", "--name", &name];
-    args.extend_from_slice(PODMAN_FLAGS);
+    args.extend_from_slice(crate::cases::RUN_FLAGS);
+    args.extend_from_slice(PODMAN_EXTRA);
     args.extend_from_slice(&["-v", &mount, IMAGE]);
     let began = Instant::now();
     podman.ok(&args);
