@@ -216,7 +216,7 @@ fn a_new_appliance_on_the_same_db_dir_restores_the_flows() {
         &app,
         &["add-flow", "br0", "priority=7,dl_type=0x88b5,actions=drop"],
     );
-    assert!(out.status.success());
+    assert!(out.status.success(), "add-flow: {out:?}");
     app.signal(Signal::SIGTERM);
     assert!(app.wait_exit(Duration::from_secs(30)).success());
     let text = std::fs::read_to_string(snapshot(&app)).unwrap();
@@ -256,11 +256,15 @@ name = "br0"
     let h1 = Host::new(&app.netns.name, "s1", "10.76.0.1/24");
     let h2 = Host::new(&app.netns.name, "s2", "10.76.0.2/24");
     app.start_ready();
+    // Ready means the daemons answer, not that br0 exists yet.
+    wait_for(Duration::from_secs(20), "ofports of s1 and s2", || {
+        Some((ofport(&app, "s1")?, ofport(&app, "s2")?))
+    });
     let out = ofctl(
         &app,
         &["add-flow", "br0", "priority=7,dl_type=0x88b5,actions=drop"],
     );
-    assert!(out.status.success());
+    assert!(out.status.success(), "add-flow: {out:?}");
     let text = wait_for(Duration::from_secs(10), "the snapshot", || {
         std::fs::read_to_string(snapshot(&app))
             .ok()
@@ -480,7 +484,7 @@ fn a_full_disk_keeps_the_old_snapshot_and_is_counted() {
         &app,
         &["add-flow", "br0", "priority=7,dl_type=0x88b5,actions=drop"],
     );
-    assert!(out.status.success());
+    assert!(out.status.success(), "add-flow: {out:?}");
     let failed = wait_for(Duration::from_secs(15), "a failed write counted", || {
         value(
             &scrape(&app, PORT),
