@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod docker;
 pub mod ignition;
 pub mod kubernetes;
 pub mod metrics;

@@ -44,6 +44,8 @@ pub enum Error {
     TaskEnded { task: &'static str, why: String },
     #[error("unhealthy: {0}")]
     Unhealthy(String),
+    #[error("docker network driver: {0}")]
+    DockerDriver(String),
     #[error("nothing listens on {socket}: {reason}. Start `ovs-appliance run` with this config, or set [ovs].run_dir to the run_dir of the running appliance")]
     NothingListens {
         socket: PathBuf,
@@ -67,6 +69,8 @@ impl Error {
             Self::Deadline { .. } => 69,
             Self::Unhealthy(_) => 1,
             Self::NothingListens { .. } => 69,
+            // EX_CANTCREAT: the socket could not be made.
+            Self::DockerDriver(_) => 73,
         }
     }
 }
@@ -203,6 +207,23 @@ pub fn run(config_path: Option<&Path>, paths: &HostPaths, held: Held) -> Result<
             Err("the supervisor's state channel closed".into())
         });
         tasks.spawn("metrics-http", metrics.serve());
+        if let Some(name) = &config.docker.network_driver {
+            let socket = crate::docker::socket_path(&config.docker.plugins_dir, name);
+            let listener = crate::docker::Listener::bind(&socket).map_err(Error::DockerDriver)?;
+            let bridges = config.bridges.iter().map(|b| b.name.clone()).collect();
+            let driver = crate::docker::Driver::new(
+                config.ovs.instance.clone(),
+                settings.layout.db_sock(),
+                outcome.datapath.as_ovs().to_string(),
+                bridges,
+            )
+            .map_err(|e| Error::DockerDriver(format!("cannot open rtnetlink: {e}")))?;
+            let ready = ready_rx.clone();
+            tasks.spawn(
+                "docker-driver",
+                crate::docker::serve(listener, std::sync::Arc::new(driver), ready),
+            );
+        }
         let record = config.ovs.db_dir.join(ADDRESS_RECORD);
         let watch = match crate::netlink::Rtnetlink::new() {
             Ok(netlink) => {

@@ -14,6 +14,7 @@ pub use bridges::{BondMode, Bridge, BridgeDatapath, FailMode, Lacp, Port, PortTy
 pub use duration::HumanDuration;
 pub use expand::Expansion;
 pub use validate::FieldError;
+pub(crate) use validate_bridges::device_name_problem;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct Config {
     pub bridges: Vec<Bridge>,
     /// The HTTP endpoint for Prometheus and health probes, and what it exports.
     pub metrics: MetricsConfig,
+    /// The Docker network driver (off unless `network_driver` is set).
+    pub docker: DockerConfig,
     /// The values that named environment variables, as written and as expanded.
     #[serde(skip)]
     pub expansions: Vec<Expansion>,
@@ -265,6 +268,26 @@ pub struct MetricsConfig {
     /// How often the datapath and daemon figures are read from the control sockets, in the
     /// background, so a scrape never waits on ovs-vswitchd.
     pub refresh_interval: HumanDuration,
+}
+
+/// The `[docker]` table: the appliance as a Docker network driver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// The driver's name (`docker network create -d NAME`); absent: no driver. The socket is
+    /// `<plugins_dir>/<network_driver>.sock`.
+    pub network_driver: Option<String>,
+    /// Where dockerd looks for plugin sockets.
+    pub plugins_dir: PathBuf,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            network_driver: None,
+            plugins_dir: PathBuf::from("/run/docker/plugins"),
+        }
+    }
 }
 
 impl MetricsConfig {

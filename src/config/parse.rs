@@ -7,7 +7,7 @@
 
 use super::validate::FieldError;
 use super::validate_bridges::{bridge_path, port_path};
-use super::{Bridge, Config, MetricsConfig, OvsConfig, Port, SupervisorConfig};
+use super::{Bridge, Config, DockerConfig, MetricsConfig, OvsConfig, Port, SupervisorConfig};
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
@@ -21,7 +21,7 @@ pub(super) enum Failure {
 }
 
 /// The tables of the document, in the order the README lists them.
-const TABLES: [&str; 4] = ["ovs", "supervisor", "metrics", "bridges"];
+const TABLES: [&str; 5] = ["ovs", "supervisor", "metrics", "docker", "bridges"];
 
 pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Failure> {
     let mut table: Table = text
@@ -52,6 +52,7 @@ fn each_key(root: &Table, errors: &mut Vec<FieldError>) {
             "ovs" => section::<OvsConfig>(key, value, errors),
             "supervisor" => section::<SupervisorConfig>(key, value, errors),
             "metrics" => section::<MetricsConfig>(key, value, errors),
+            "docker" => section::<DockerConfig>(key, value, errors),
             "bridges" => bridges(value, errors),
             _ => errors.push(FieldError {
                 path: key.clone(),

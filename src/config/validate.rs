@@ -1,6 +1,6 @@
 //! Checks on a parsed config that name the field path and the offending value.
 
-use super::{Config, MetricsConfig, OvsConfig, SupervisorConfig};
+use super::{Config, DockerConfig, MetricsConfig, OvsConfig, SupervisorConfig};
 use std::fmt;
 
 /// One problem in the config: `ovs.vswitchd_nice: -30 is outside -20..=19`.
@@ -20,6 +20,10 @@ impl fmt::Display for FieldError {
 pub(super) struct Errors(Vec<FieldError>);
 
 impl Errors {
+    pub(super) fn into_first(self) -> Option<FieldError> {
+        self.0.into_iter().next()
+    }
+
     pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
@@ -34,6 +38,7 @@ pub(super) fn config(config: &Config) -> Result<(), Vec<FieldError>> {
     instance(&config.ovs, &mut errors);
     supervisor(&config.supervisor, &mut errors);
     metrics(&config.metrics, &mut errors);
+    docker(&config.docker, &mut errors);
     super::validate_bridges::bridges(&config.bridges, &mut errors);
     if errors.0.is_empty() {
         Ok(())
@@ -128,5 +133,28 @@ fn metrics(m: &MetricsConfig, errors: &mut Errors) {
                 errors.push(format!("{field}[{i}]"), "must not be empty");
             }
         }
+    }
+}
+
+fn docker(d: &DockerConfig, errors: &mut Errors) {
+    if let Some(name) = &d.network_driver {
+        // What Docker accepts as a plugin name, and a file name of its own in plugins_dir.
+        let ok = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        if !ok {
+            errors.push(
+                "docker.network_driver",
+                format!("`{name}` is not a plugin name: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64"),
+            );
+        }
+    }
+    if !d.plugins_dir.is_absolute() {
+        errors.push(
+            "docker.plugins_dir",
+            format!("`{}` is not an absolute path", d.plugins_dir.display()),
+        );
     }
 }

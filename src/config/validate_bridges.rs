@@ -74,6 +74,13 @@ pub(super) fn bridges(bridges: &[Bridge], errors: &mut Errors) {
     patch_pairs(bridges, errors);
 }
 
+/// Why the kernel would refuse `name` as a device name (the first reason), if it would.
+pub(crate) fn device_name_problem(name: &str) -> Option<String> {
+    let mut errors = Errors::default();
+    self::name(name, "", &mut errors);
+    errors.into_first().map(|e| e.message)
+}
+
 fn name(name: &str, path: &str, errors: &mut Errors) {
     if name.is_empty() {
         errors.push(path, "must not be empty");
