@@ -34,6 +34,12 @@ impl Engine {
     /// Starts dockerd with its state under `dir` (kept across engines on the same dir), inside
     /// the named network namespace or, with None, the current one.
     pub fn start(dir: &Path, netns: Option<&str>) -> Engine {
+        Engine::start_with_plugins(dir, netns, None)
+    }
+
+    /// As [`Engine::start`], with `plugins` (a directory of the test's) bind-mounted on the
+    /// engine's /run/docker/plugins, where dockerd looks for plugin sockets.
+    pub fn start_with_plugins(dir: &Path, netns: Option<&str>, plugins: Option<&Path>) -> Engine {
         fs::create_dir_all(dir).unwrap();
         // The trust key would otherwise go to /etc/docker/key.json.
         let key = dir.join("key.json");
@@ -53,6 +59,7 @@ impl Engine {
             .args(["sh", "-eu"])
             .arg(dir.join("start.sh"))
             .arg(dir)
+            .arg(plugins.map(|p| p.display().to_string()).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -172,6 +179,29 @@ impl Engine {
         self.kill_leftovers();
     }
 
+    /// Stops dockerd by its pid as a host shutdown would, leaving its containers' records
+    /// (and their restart policies) for the next engine on the same dir; kills only what is
+    /// left in its mount namespace (the network namespace may hold the test's own processes).
+    pub fn stop_daemon(&mut self) {
+        let Some(mut child) = self.dockerd.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let net_ns = self.net_ns.take();
+        self.kill_leftovers();
+        self.net_ns = net_ns;
+    }
+
     fn kill_leftovers(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -224,12 +254,18 @@ fn ns_inode(pid: i32, kind: &str) -> Option<u64> {
 
 /// Runs in the engine's fresh mount namespace: a private /run (dockerd, containerd and runc
 /// keep sockets and state there), the resolver file carried over for builds, then dockerd.
-/// `$1` is the engine's directory.
+/// `$1` is the engine's directory, `$2` (may be empty) a directory to show as
+/// /run/docker/plugins.
 const START_SCRIPT: &str = r#"
 dir=$1
+plugins=${2:-}
 resolv=$(readlink -f /etc/resolv.conf)
 cp "$resolv" "$dir/resolv.conf"
 mount -t tmpfs -o mode=0755 ovsa-engine-run /run
+if [ -n "$plugins" ]; then
+  mkdir -p /run/docker/plugins
+  mount --bind "$plugins" /run/docker/plugins
+fi
 case "$resolv" in
   /run/*) mkdir -p "$(dirname "$resolv")"; cp "$dir/resolv.conf" "$resolv" ;;
 esac
