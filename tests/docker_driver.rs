@@ -519,10 +519,10 @@ fn restarts_of_the_appliance_and_of_dockerd_keep_containers_attached() {
         "bridge=br-lan",
         "net",
     ]);
-    w.run_container("a", &["--network", "net"]);
-    w.run_container("b", &["--network", "net"]);
-    let ip_b = w.ip("b", "net");
-    assert!(w.pings("a", &ip_b, 5));
+    w.run_container("ca", &["--network", "net"]);
+    w.run_container("cb", &["--network", "net"]);
+    let ip_b = w.ip("cb", "net");
+    assert!(w.pings("ca", &ip_b, 5));
 
     // SIGTERM and start again, then kill -9 and start again.
     for signal in [Signal::SIGTERM, Signal::SIGKILL] {
@@ -530,38 +530,55 @@ fn restarts_of_the_appliance_and_of_dockerd_keep_containers_attached() {
         w.app.wait_exit(Duration::from_secs(30));
         if signal == Signal::SIGKILL {
             // Killed alone, the daemons go on; while the driver is away a container ends.
-            w.docker(&["rm", "-f", "b"]);
+            let out = w.docker(&["rm", "-f", "cb"]);
+            eprintln!("docker rm -f with the driver away: {out:?}");
         }
         w.app.start_ready();
         if signal == Signal::SIGKILL {
-            // Its endpoint's veth is gone: the restarted driver removes the port.
-            wait_for(Duration::from_secs(20), "b's stale port removed", || {
-                (w.driver_ports().len() == 1).then_some(())
+            // Docker moved cb's veth end back out of the ended container but could not tell
+            // the driver: the restarted driver finds it idle and removes the port.
+            let removed = (0..200).any(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                w.driver_ports().len() == 1
             });
+            let driver_log: Vec<String> = w
+                .app
+                .log()
+                .lines()
+                .filter(|l| l.contains("docker"))
+                .map(String::from)
+                .collect();
+            assert!(
+                removed,
+                "cb's stale port was not removed: {:?}\nlinks {:?}\n{}",
+                w.driver_ports(),
+                w.links(),
+                driver_log.join("\n")
+            );
             assert!(w
                 .app
                 .log()
                 .contains("removed an endpoint whose container is gone"));
-            w.run_container("b", &["--network", "net"]);
+            w.run_container("cb", &["--network", "net"]);
         }
-        let ip_b = w.ip("b", "net");
+        let ip_b = w.ip("cb", "net");
         assert!(
-            w.pings("a", &ip_b, 20),
+            w.pings("ca", &ip_b, 20),
             "no ping after {signal:?} and a new start"
         );
-        w.run_container("c", &["--network", "net"]);
-        let ip_c = w.ip("c", "net");
+        w.run_container("cc", &["--network", "net"]);
+        let ip_c = w.ip("cc", "net");
         assert!(
-            w.pings("a", &ip_c, 10),
+            w.pings("ca", &ip_c, 10),
             "a new container after {signal:?}: no ping"
         );
-        w.docker_ok(&["rm", "-f", "c"]);
+        w.docker_ok(&["rm", "-f", "cc"]);
         let ports = w.driver_ports();
         assert_eq!(ports.len(), 2, "after {signal:?}: {ports:?}");
     }
 
     // dockerd restarted: a `--restart always` container comes back attached.
-    w.run_container("r", &["--network", "net", "--restart", "always"]);
+    w.run_container("cr", &["--network", "net", "--restart", "always"]);
     let mut engine = w.engine.take().unwrap();
     engine.stop_daemon();
     let started = Instant::now();
@@ -572,18 +589,130 @@ fn restarts_of_the_appliance_and_of_dockerd_keep_containers_attached() {
     );
     w.engine = Some(engine);
     let back = wait_for(Duration::from_secs(60), "r running again", || {
-        let state = w.docker(&["inspect", "-f", "{{.State.Running}}", "r"]);
+        let state = w.docker(&["inspect", "-f", "{{.State.Running}}", "cr"]);
         (String::from_utf8_lossy(&state.stdout).trim() == "true").then(|| started.elapsed())
     });
     eprintln!("dockerd restart: the --restart always container ran again after {back:?}");
-    let ip_r = w.ip("r", "net");
-    let a_running = w.docker(&["inspect", "-f", "{{.State.Running}}", "a"]);
+    let ip_r = w.ip("cr", "net");
+    let a_running = w.docker(&["inspect", "-f", "{{.State.Running}}", "ca"]);
     assert!(String::from_utf8_lossy(&a_running.stdout).contains("false"));
-    w.run_container("p", &["--network", "net"]);
+    w.run_container("cp", &["--network", "net"]);
     assert!(
-        w.pings("p", &ip_r, 10),
+        w.pings("cp", &ip_r, 10),
         "the restarted container is not attached"
     );
     let ports = w.driver_ports();
     assert_eq!(ports.len(), 2, "{ports:?}");
+}
+
+/// Median, and the spread, of durations in milliseconds.
+fn summary(mut ms: Vec<f64>) -> String {
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |f: f64| ms[((ms.len() - 1) as f64 * f).round() as usize];
+    format!(
+        "median {:.0} ms, IQR {:.0}-{:.0}, min-max {:.0}-{:.0} (n={})",
+        q(0.5),
+        q(0.25),
+        q(0.75),
+        ms[0],
+        ms[ms.len() - 1],
+        ms.len()
+    )
+}
+
+/// Measures, prints (no timed assertion): `docker run` until a peer's ping is answered, on an
+/// ovs network against Docker's own bridge driver, alternating, 11 runs each (fixed before
+/// looking); then 50 containers attached one after another and all removed, which must leave
+/// no port and no veth.
+#[test]
+fn measure_docker_run_against_the_bridge_driver() {
+    if !prerequisites() {
+        return;
+    }
+    const RUNS: usize = 11;
+    const MANY: usize = 50;
+    let w = World::new();
+    w.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "ovs",
+        "--subnet",
+        "10.96.0.0/24",
+        "-o",
+        "bridge=br-lan",
+        "ovsnet",
+    ]);
+    w.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "bridge",
+        "--subnet",
+        "10.97.0.0/24",
+        "brnet",
+    ]);
+    for net in ["ovsnet", "brnet"] {
+        w.run_container(&format!("peer-{net}"), &["--network", net]);
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for run in 0..=RUNS {
+        for (i, net) in ["ovsnet", "brnet"].iter().enumerate() {
+            let name = format!("m-{net}-{run}");
+            let started = Instant::now();
+            w.run_container(&name, &["--network", net]);
+            let ip = w.ip(&name, net);
+            assert!(
+                w.pings(&format!("peer-{net}"), &ip, 50),
+                "{name} never answered"
+            );
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            // Run 0 warms both up and is not counted.
+            if run > 0 {
+                times[i].push(took);
+            }
+            w.docker_ok(&["rm", "-f", &name]);
+        }
+    }
+    let (ovs, bridge) = (summary(times[0].clone()), summary(times[1].clone()));
+    let median = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    eprintln!("docker-driver measure: docker run to a ping, ovs driver: {ovs}");
+    eprintln!("docker-driver measure: docker run to a ping, bridge driver: {bridge}");
+    eprintln!(
+        "docker-driver measure: ratio of medians ovs/bridge {:.2}",
+        median(&times[0]) / median(&times[1])
+    );
+    let started = Instant::now();
+    for i in 0..MANY {
+        w.run_container(&format!("many{i}"), &["--network", "ovsnet"]);
+    }
+    let attached = started.elapsed();
+    assert_eq!(w.driver_ports().len(), MANY + 1);
+    let started = Instant::now();
+    let names: Vec<String> = (0..MANY).map(|i| format!("many{i}")).collect();
+    let mut args = vec!["rm", "-f"];
+    args.extend(names.iter().map(String::as_str));
+    w.docker_ok(&args);
+    let removed = started.elapsed();
+    eprintln!(
+        "docker-driver measure: {MANY} containers attached one after another in {:.1} s, all removed (one docker rm -f) in {:.1} s",
+        attached.as_secs_f64(),
+        removed.as_secs_f64()
+    );
+    assert_eq!(
+        w.driver_ports().len(),
+        1,
+        "ports left: {:?}",
+        w.driver_ports()
+    );
+    let left: Vec<String> = w
+        .links()
+        .into_iter()
+        .filter(|l| (l.starts_with("ovs") || l.starts_with("ovc")) && l.len() == 15)
+        .collect();
+    assert_eq!(left.len(), 1, "veths left: {left:?}");
 }

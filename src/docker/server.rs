@@ -24,6 +24,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longer than the slowest request: the database connection (10 s), the apply wait (10 s),
 /// and its turn behind the other changing requests.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// How long an endpoint whose veth is in this namespace (not in a container) may stay so
+/// after a start before it is taken for one Docker could not tell us had ended.
+const IDLE_GRACE: Duration = Duration::from_secs(5);
 const CONTENT: &str = "application/vnd.docker.plugins.v1.2+json";
 
 /// The bound socket; its file is removed when this is dropped (if it is still ours).
@@ -89,8 +92,19 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 if *ready.borrow_and_update() > 0 {
-                    if let Err(e) = driver.repair().await {
-                        tracing::warn!(error = %e, "docker driver: repair after a daemon start failed");
+                    match driver.repair().await {
+                        Ok(idle) if !idle.is_empty() => {
+                            // Join follows CreateEndpoint within milliseconds: still idle
+                            // after this long, no container will take it.
+                            tokio::time::sleep(IDLE_GRACE).await;
+                            if let Err(e) = driver.remove_idle(&idle).await {
+                                tracing::warn!(error = %e, "docker driver: removing idle endpoints failed");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "docker driver: repair after a daemon start failed");
+                        }
                     }
                 }
                 if ready.changed().await.is_err() {
