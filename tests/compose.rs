@@ -21,7 +21,7 @@ fn compose_files() -> Vec<PathBuf> {
 }
 
 #[test]
-fn both_stacks_are_there() {
+fn every_stack_is_there() {
     let names: Vec<String> = compose_files()
         .iter()
         .map(|p| {
@@ -33,7 +33,7 @@ fn both_stacks_are_there() {
                 .into()
         })
         .collect();
-    assert_eq!(names, ["monitoring", "ovs-appliance"]);
+    assert_eq!(names, ["containers-on-ovs", "monitoring", "ovs-appliance"]);
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn every_compose_file_matches_the_compose_spec() {
         );
     }
     // Not vacuous: a misspelt service key is refused.
-    let mut doc = yaml_file(&compose_files()[1]);
+    let mut doc = yaml_file(&repo().join("compose/ovs-appliance/compose.yaml"));
     doc["services"]["ovs-appliance"]["network-mode"] = Value::from("host");
     assert!(!schema_errors(&validator, &doc).is_empty());
 }
@@ -197,4 +197,31 @@ fn monitoring_stack_resolves_on_loopback_with_the_monitoring_files() {
     }
     let env = &services["grafana"]["environment"];
     assert_eq!(env["GF_SERVER_HTTP_ADDR"], "127.0.0.1");
+}
+
+/// The example for the Docker network driver: every service is on the `lan` network, which the
+/// `ovs` driver makes on a bridge with options the driver takes (the driver refuses any other
+/// option; tests/docker_driver.rs brings this stack up and down against a real engine).
+#[test]
+fn containers_on_ovs_stack_resolves_to_an_ovs_network() {
+    let file = repo().join("compose/containers-on-ovs/compose.yaml");
+    let Some(doc) = resolved(&file) else { return };
+    let lan = &doc["networks"]["lan"];
+    assert_eq!(lan["driver"], "ovs", "{lan}");
+    let opts = lan["driver_opts"].as_object().expect("driver_opts");
+    assert_eq!(opts["bridge"], "br-lan");
+    assert_eq!(opts["vlan"], "10");
+    for key in opts.keys() {
+        assert!(
+            ["bridge", "vlan", "mtu", "gateway_port"].contains(&key.as_str()),
+            "{key} is not an option of the driver"
+        );
+    }
+    assert_eq!(lan["ipam"]["config"][0]["subnet"], "10.10.0.0/24");
+    let services = doc["services"].as_object().unwrap();
+    assert_eq!(services.len(), 2);
+    for (name, svc) in services {
+        let nets: Vec<&String> = svc["networks"].as_object().unwrap().keys().collect();
+        assert_eq!(nets, ["lan"], "{name}");
+    }
 }

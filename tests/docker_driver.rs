@@ -716,3 +716,153 @@ fn measure_docker_run_against_the_bridge_driver() {
         .collect();
     assert_eq!(left.len(), 1, "veths left: {left:?}");
 }
+
+fn compose(w: &World, args: &[&str]) -> std::process::Output {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/containers-on-ovs/compose.yaml");
+    let mut cmd = Command::new("docker-compose");
+    w.engine().env(&mut cmd);
+    cmd.arg("-f")
+        .arg(&file)
+        .args(["-p", "ovsalan"])
+        .args(args)
+        .env("CLIENT_IMAGE", IMAGE)
+        .env("LAN_SUBNET", "10.93.0.0/24");
+    run(&mut cmd, Duration::from_secs(180))
+}
+
+/// compose/containers-on-ovs, the README's example, under the tests' engine: its services come
+/// up on an `ovs` network (access ports of VLAN 10 on br-lan), reach each other by name, and
+/// `down` leaves no port, no veth and no network key.
+#[test]
+fn the_compose_example_comes_up_on_an_ovs_network_and_goes_down() {
+    if !prerequisites() || !common::require_programs(&["docker-compose"]) {
+        return;
+    }
+    let w = World::new();
+    let before = w.bridges_and_keys();
+    let out = compose(&w, &["up", "-d"]);
+    assert!(out.status.success(), "up: {}", stderr(&out));
+    let ports = w.driver_ports();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for (port, _, _) in &ports {
+        let tag = w.app.vsctl_stdout(&["get", "Port", port, "tag"]);
+        assert_eq!(tag.trim(), "10", "{port}");
+        let bridge = w.app.vsctl_stdout(&["port-to-br", port]);
+        assert_eq!(bridge.trim(), "br-lan");
+    }
+    let net = w.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Driver}} {{.Options}}",
+        "ovsalan_lan",
+    ]);
+    assert!(net.starts_with("ovs "), "{net}");
+    let reached = (0..20).any(|_| {
+        compose(
+            &w,
+            &["exec", "-T", "client", "ping", "-c", "1", "-W", "1", "web"],
+        )
+        .status
+        .success()
+    });
+    assert!(reached, "client did not reach web by name");
+
+    let out = compose(&w, &["down"]);
+    assert!(out.status.success(), "down: {}", stderr(&out));
+    assert!(w.driver_ports().is_empty(), "{:?}", w.driver_ports());
+    assert_eq!(w.bridges_and_keys(), before, "down left a key or a port");
+    let left: Vec<String> = w
+        .links()
+        .into_iter()
+        .filter(|l| (l.starts_with("ovs") || l.starts_with("ovc")) && l.len() == 15)
+        .collect();
+    assert!(left.is_empty(), "veths left: {left:?}");
+}
+
+/// A host reboot, simulated: dockerd (with two `--restart always` containers on an ovs
+/// network) and the appliance both stop, then start in one order and, the second time, in the
+/// other. Started first, dockerd waits for the missing plugin (Docker retries a plugin's
+/// socket for about 15 s); the appliance comes 5 s later, as a unit or container started with
+/// the host would. Both times both containers run again, attached (they ping), with one port
+/// each and nothing stale.
+#[test]
+fn a_reboot_in_either_order_brings_restart_always_containers_back_attached() {
+    if !prerequisites() {
+        return;
+    }
+    const GAP: Duration = Duration::from_secs(5);
+    let mut w = World::new();
+    w.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "ovs",
+        "--subnet",
+        "10.98.0.0/24",
+        "-o",
+        "bridge=br-lan",
+        "net",
+    ]);
+    for name in ["ra", "rb"] {
+        w.run_container(name, &["--network", "net", "--restart", "always"]);
+    }
+    let ip_b = w.ip("rb", "net");
+    assert!(w.pings("ra", &ip_b, 10));
+    let engine_dir = w.app.dir.path().join("engine");
+    for dockerd_first in [true, false] {
+        let order = if dockerd_first {
+            "dockerd first"
+        } else {
+            "appliance first"
+        };
+        // Down: the engine (its containers with it), then the appliance.
+        w.engine.take().unwrap().stop_daemon();
+        w.app.signal(Signal::SIGTERM);
+        w.app.wait_exit(Duration::from_secs(30));
+        let started = Instant::now();
+        if dockerd_first {
+            let (dir, ns, plugins) = (
+                engine_dir.clone(),
+                w.app.netns.name.clone(),
+                w.plugins.clone(),
+            );
+            let engine = std::thread::spawn(move || {
+                Engine::start_with_plugins(&dir, Some(&ns), Some(&plugins))
+            });
+            std::thread::sleep(GAP);
+            w.app.start_ready();
+            w.engine = Some(engine.join().unwrap());
+        } else {
+            w.app.start_ready();
+            w.engine = Some(Engine::start_with_plugins(
+                &engine_dir,
+                Some(&w.app.netns.name),
+                Some(&w.plugins),
+            ));
+        }
+        let running = |name: &str| {
+            let out = w.docker(&["inspect", "-f", "{{.State.Running}}", name]);
+            String::from_utf8_lossy(&out.stdout).trim() == "true"
+        };
+        let back = wait_for(Duration::from_secs(90), "both containers running", || {
+            (running("ra") && running("rb")).then(|| started.elapsed())
+        });
+        let ip_b = w.ip("rb", "net");
+        assert!(
+            w.pings("ra", &ip_b, 20),
+            "{order}: the containers are not attached\n{}",
+            w.engine().log()
+        );
+        let ports = w.driver_ports();
+        assert_eq!(ports.len(), 2, "{order}: {ports:?}");
+        for name in ["ra", "rb"] {
+            let endpoint = w.endpoint(name, "net");
+            assert!(
+                ports.iter().any(|(_, e, _)| *e == endpoint),
+                "{order}: {name}'s endpoint {endpoint} has no port: {ports:?}"
+            );
+        }
+        eprintln!("docker-driver reboot, {order}: both containers running again {back:?} after the first start");
+    }
+}
