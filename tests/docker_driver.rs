@@ -449,6 +449,20 @@ fn containers_on_ovs_networks() {
     assert!(!links.contains(&port2), "host veth of c2 left: {links:?}");
     assert!(!links.iter().any(|l| l == &format!("ovc{}", &ep2[..12])));
 
+    // An address used again: the new container gets the old one's MAC (derived from the
+    // address), so c1's ARP entry for it is still right and the first pings are answered.
+    w.run_container("c7", &["--network", "net10", "--ip", "10.91.0.60"]);
+    assert!(w.pings("c1", "10.91.0.60", 5), "c7 does not answer");
+    w.docker_ok(&["rm", "-f", "c7"]);
+    w.run_container("c8", &["--network", "net10", "--ip", "10.91.0.60"]);
+    let c8_link = w.docker_ok(&["exec", "c8", "ip", "link", "show", "eth0"]);
+    assert!(c8_link.contains("02:42:0a:5b:00:3c"), "{c8_link}");
+    assert!(
+        w.pings("c1", "10.91.0.60", 3),
+        "c1 still sends to the old container's MAC"
+    );
+    w.docker_ok(&["rm", "-f", "c8"]);
+
     // A network on a bridge the driver makes, with the gateway on a port of it: the container
     // reaches the host; the bridge goes with the network.
     w.docker_ok(&[
@@ -555,10 +569,13 @@ fn restarts_of_the_appliance_and_of_dockerd_keep_containers_attached() {
                 w.links(),
                 driver_log.join("\n")
             );
-            assert!(w
-                .app
-                .log()
-                .contains("removed an endpoint whose container is gone"));
+            // The line follows the transaction that removed the port.
+            wait_for(Duration::from_secs(10), "the removal logged", || {
+                w.app
+                    .log()
+                    .contains("removed an endpoint whose container is gone")
+                    .then_some(())
+            });
             w.run_container("cb", &["--network", "net"]);
         }
         let ip_b = w.ip("cb", "net");

@@ -288,7 +288,7 @@ impl Driver {
         let (nid, eid) = (req.network_id.clone(), req.endpoint_id.clone());
         let given = req.interface.clone().unwrap_or_default();
         let mac = if given.mac_address.is_empty() {
-            api::mac_for(&eid)
+            api::mac_for(&eid, &given.address)
         } else {
             given.mac_address.clone()
         };
