@@ -81,7 +81,7 @@ name = "br-lan"
             Some(&app.netns.name),
             Some(&plugins),
         );
-        import_busybox(&engine, app.dir.path());
+        engine.import_busybox(app.dir.path(), IMAGE);
         World {
             app,
             engine: Some(engine),
@@ -208,44 +208,6 @@ impl Drop for World {
         }
         let _ = std::fs::remove_dir_all(&self.plugins);
     }
-}
-
-/// A root holding busybox and the applets the tests use, as image `IMAGE`.
-fn import_busybox(engine: &Engine, dir: &Path) {
-    let root = dir.join("busybox-root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    let busybox = which("busybox");
-    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "ping", "ip", "cat", "ls"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    let tar = dir.join("busybox.tar");
-    let out = run(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "tar: {out:?}");
-    engine.docker_ok(&[
-        "import",
-        "-c",
-        "ENV PATH=/bin",
-        &tar.display().to_string(),
-        IMAGE,
-    ]);
-}
-
-fn which(bin: &str) -> PathBuf {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{bin} not on PATH"))
 }
 
 /// One HTTP/1.1 POST on the driver's socket: the status and the body.

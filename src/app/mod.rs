@@ -338,8 +338,11 @@ struct FileSource {
 impl DesiredSource for FileSource {
     fn reload(&mut self) -> Result<Desired, String> {
         let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
-        if config.ovs != self.running.ovs || config.supervisor != self.running.supervisor {
-            tracing::warn!("[ovs] and [supervisor] changes take effect at the next start; bridges are applied now");
+        if config.ovs != self.running.ovs
+            || config.supervisor != self.running.supervisor
+            || config.docker != self.running.docker
+        {
+            tracing::warn!("[ovs], [supervisor] and [docker] changes take effect at the next start; bridges are applied now");
         }
         Ok(Desired::from_config(&config, self.datapath))
     }

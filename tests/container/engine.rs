@@ -278,3 +278,40 @@ exec dockerd \
   --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
   --userland-proxy=false --shutdown-timeout 5 --log-level warn
 "#;
+
+impl Engine {
+    /// Imports a root holding the host's busybox and the applets tests use (sh, sleep, ping,
+    /// ip, cat, ls) as image `tag`: a client container with no registry.
+    pub fn import_busybox(&self, dir: &Path, tag: &str) {
+        let root = dir.join("busybox-root");
+        fs::create_dir_all(root.join("bin")).unwrap();
+        let busybox = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .map(|d| Path::new(d).join("busybox"))
+            .find(|p| p.is_file())
+            .expect("busybox on PATH");
+        fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "ping", "ip", "cat", "ls"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let tar = dir.join("busybox.tar");
+        let out = run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "tar: {out:?}");
+        self.docker_ok(&[
+            "import",
+            "-c",
+            "ENV PATH=/bin",
+            &tar.display().to_string(),
+            tag,
+        ]);
+    }
+}

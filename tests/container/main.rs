@@ -15,6 +15,7 @@ mod common;
 mod deploy;
 
 mod cases;
+mod driver;
 mod engine;
 mod measure;
 mod podman;
@@ -219,6 +220,7 @@ fn container_tier() {
     };
     let mut failures = Vec::new();
     cases::all(&ctx, &mut failures);
+    driver::all(&ctx, &mut failures);
     podman::all(&ctx, &mut failures);
     measure::all(&ctx, &mut failures);
     let text = ctx.report.lock().unwrap().clone();
