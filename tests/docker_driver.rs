@@ -114,6 +114,16 @@ name = "br-lan"
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// `docker network create -d ovs --subnet SUBNET -o OPT... NAME`.
+    fn ovs_network(&self, name: &str, subnet: &str, opts: &[&str]) {
+        let mut args = vec!["network", "create", "-d", "ovs", "--subnet", subnet];
+        for o in opts {
+            args.extend(["-o", o]);
+        }
+        args.push(name);
+        self.docker_ok(&args);
+    }
+
     fn run_container(&self, name: &str, extra: &[&str]) -> String {
         let mut args = vec!["run", "-d", "--name", name];
         args.extend_from_slice(extra);
@@ -289,45 +299,9 @@ fn containers_on_ovs_networks() {
     assert_eq!(w.bridges_and_keys(), before);
 
     // Two networks on one bridge, VLANs 10 and 20, and a second VLAN 10 network.
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.91.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "-o",
-        "vlan=10",
-        "net10",
-    ]);
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.92.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "-o",
-        "vlan=20",
-        "net20",
-    ]);
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.93.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "-o",
-        "vlan=10",
-        "net10b",
-    ]);
+    w.ovs_network("net10", "10.91.0.0/24", &["bridge=br-lan", "vlan=10"]);
+    w.ovs_network("net20", "10.92.0.0/24", &["bridge=br-lan", "vlan=20"]);
+    w.ovs_network("net10b", "10.93.0.0/24", &["bridge=br-lan", "vlan=10"]);
     let started = Instant::now();
     w.run_container("c1", &["--network", "net10"]);
     let first_run = started.elapsed();
@@ -508,17 +482,7 @@ fn restarts_of_the_appliance_and_of_dockerd_keep_containers_attached() {
         return;
     }
     let mut w = World::new();
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.95.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "net",
-    ]);
+    w.ovs_network("net", "10.95.0.0/24", &["bridge=br-lan"]);
     w.run_container("ca", &["--network", "net"]);
     w.run_container("cb", &["--network", "net"]);
     let ip_b = w.ip("cb", "net");
@@ -635,17 +599,7 @@ fn measure_docker_run_against_the_bridge_driver() {
     const RUNS: usize = 11;
     const MANY: usize = 50;
     let w = World::new();
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.96.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "ovsnet",
-    ]);
+    w.ovs_network("ovsnet", "10.96.0.0/24", &["bridge=br-lan"]);
     w.docker_ok(&[
         "network",
         "create",
@@ -796,17 +750,7 @@ fn a_reboot_in_either_order_brings_restart_always_containers_back_attached() {
     }
     const GAP: Duration = Duration::from_secs(5);
     let mut w = World::new();
-    w.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "ovs",
-        "--subnet",
-        "10.98.0.0/24",
-        "-o",
-        "bridge=br-lan",
-        "net",
-    ]);
+    w.ovs_network("net", "10.98.0.0/24", &["bridge=br-lan"]);
     for name in ["ra", "rb"] {
         w.run_container(name, &["--network", "net", "--restart", "always"]);
     }

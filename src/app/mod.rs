@@ -336,8 +336,14 @@ struct FileSource {
 }
 
 impl DesiredSource for FileSource {
-    fn reload(&mut self) -> Result<Desired, String> {
-        let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
+    async fn reload(&mut self) -> Result<Desired, String> {
+        // Read on the blocking pool: a config on a slow or hung filesystem must not stall the
+        // runtime thread the watch, the metrics poller and the driver share.
+        let path = self.path.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
+            .await
+            .map_err(|e| format!("reading the config failed: {e}"))?
+            .map_err(|e| e.to_string())?;
         if config.ovs != self.running.ovs
             || config.supervisor != self.running.supervisor
             || config.docker != self.running.docker

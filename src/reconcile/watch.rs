@@ -16,8 +16,9 @@ use tracing::{error, info, warn};
 
 /// Where the desired state comes from, so SIGHUP can re-read it.
 pub trait DesiredSource: Send {
-    /// Reads and validates the config again; Err holds the message to log.
-    fn reload(&mut self) -> Result<Desired, String>;
+    /// Reads and validates the config again; Err holds the message to log. File reads belong
+    /// off the runtime thread: the watch shares it with the session.
+    fn reload(&mut self) -> impl Future<Output = Result<Desired, String>> + Send;
 }
 
 /// What the watch loop needs.
@@ -159,7 +160,7 @@ pub async fn watch<S: DesiredSource, A: AfterPass>(
                 info!("daemons restarted: full reconcile");
                 Wake::Pass(Cause::Restart)
             }
-            Some(()) = reload.recv() => match source.reload() {
+            Some(()) = reload.recv() => match source.reload().await {
                 Ok(new) => {
                     info!("config reloaded");
                     desired = new;
