@@ -116,6 +116,8 @@ fn print_plan(plan: &reconcile::Plan) {
 
 /// `apply`: one reconcile pass, then exit.
 pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Error> {
+    // The first of the phase events (see `Session::open`): exec to here is the process's start.
+    tracing::debug!("phase: started");
     let config = Config::load(config_path)?;
     block_on_within("apply", APPLY_DEADLINE, async {
         let mut session = open(&config).await?;
@@ -139,6 +141,7 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
             }
             Err(e) => tracing::warn!(%e, "internal port addresses not set"),
         }
+        tracing::debug!("phase: links up");
         Ok(())
     })
 }

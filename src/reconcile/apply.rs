@@ -46,6 +46,7 @@ pub async fn reconcile_once(
             });
         }
         let ops = operations(&plan, desired, &observed);
+        tracing::debug!(operations = ops.len(), "phase: planned");
         let results = match session.transact(&ops).await {
             Ok(results) => results,
             Err(Error::Ovsdb(e)) if e.txn_kind() == Some(&TxnErrorKind::TimedOut) => {
@@ -58,8 +59,10 @@ pub async fn reconcile_once(
             Err(e) => return Err(e),
         };
         let committed = began.elapsed();
+        tracing::debug!("phase: committed");
         let next_cfg = next_cfg_of(&results)?;
         session.wait_applied(next_cfg, apply_timeout).await?;
+        tracing::debug!(next_cfg, "phase: applied");
         return Ok(Applied {
             operations: ops.len(),
             plan,

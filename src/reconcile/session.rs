@@ -123,8 +123,12 @@ impl Session {
         };
         let client = ReconnectingClient::new(db_sock, opts.clone());
         let monitor = ReconnectingClient::new(db_sock, opts);
+        // The debug events here and in `reconcile_once` time `apply`'s phases from its JSON log
+        // (benches/apply_cold.rs reads them).
         let schema = tokio::time::timeout_at(deadline, async {
-            client.client().await.get_schema(DB).await
+            let c = client.client().await;
+            tracing::debug!("phase: connected");
+            c.get_schema(DB).await
         })
         .await
         .map_err(|_| {
@@ -134,6 +138,7 @@ impl Session {
             ))
         })?
         .map_err(Error::Ovsdb)?;
+        tracing::debug!("phase: schema read");
         let reqs = requests();
         let cache = Cache::new(Arc::new(schema), &reqs);
         let events = monitor.monitor(DB, reqs);
@@ -156,7 +161,10 @@ impl Session {
         let mut dropped = 0u32;
         loop {
             match tokio::time::timeout_at(deadline, session.next()).await {
-                Ok(Ok(Event::Snapshot)) => return Ok(session),
+                Ok(Ok(Event::Snapshot)) => {
+                    tracing::debug!("phase: snapshot loaded");
+                    return Ok(session);
+                }
                 Ok(Ok(Event::Disconnected(_))) => dropped += 1,
                 Ok(Ok(_)) => continue,
                 Ok(Err(e)) => return Err(e),
