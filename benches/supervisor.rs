@@ -13,6 +13,8 @@
 mod cold;
 #[path = "supervisor/instance.rs"]
 mod instance;
+#[path = "common/logtime.rs"]
+mod logtime;
 #[path = "supervisor/probe.rs"]
 mod probe;
 #[path = "common/proc.rs"]
@@ -45,7 +47,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     preflight()?;
-    probe::self_check()?;
+    logtime::self_check()?;
     let runs: usize = match std::env::var("BENCH_RUNS") {
         Ok(n) => n.parse().context("BENCH_RUNS must be a positive integer")?,
         Err(_) => 7,
