@@ -108,9 +108,11 @@ impl Fresh {
     /// Interface names that are down in the namespace, among `rp0..rp<ports>`.
     pub fn down(&self, ports: usize) -> Result<usize> {
         let mut ip = self.command("ip");
-        ip.args(["-j", "link", "show"]);
-        let out = check(&mut ip, secs(30))?;
-        let links: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+        ip.args(["-j", "link", "show"]).stdin(std::process::Stdio::null());
+        // `output` reads while it waits: at 1000 ports the listing is more than a pipe holds.
+        let out = ip.output()?;
+        ensure!(out.status.success(), "ip -j link show: {out:?}");
+        let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
         let wanted: Vec<String> = (0..ports).map(|i| format!("rp{i}")).collect();
         let is_down = |l: &serde_json::Value| {
             let name = l["ifname"].as_str().unwrap_or("");
