@@ -108,7 +108,8 @@ impl Fresh {
     /// Interface names that are down in the namespace, among `rp0..rp<ports>`.
     pub fn down(&self, ports: usize) -> Result<usize> {
         let mut ip = self.command("ip");
-        ip.args(["-j", "link", "show"]).stdin(std::process::Stdio::null());
+        ip.args(["-j", "link", "show"])
+            .stdin(std::process::Stdio::null());
         // `output` reads while it waits: at 1000 ports the listing is more than a pipe holds.
         let out = ip.output()?;
         ensure!(out.status.success(), "ip -j link show: {out:?}");
