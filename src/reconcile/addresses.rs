@@ -13,9 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
-/// Link-up requests in flight at once.
-const IN_FLIGHT: usize = 32;
-
 /// Device name -> addresses this appliance added to it.
 type Record = BTreeMap<String, Vec<IpCidr>>;
 
@@ -113,20 +110,21 @@ impl<N: Netlink> Addresses<N> {
                 }
             }
         };
-        let mut down = Vec::new();
         for port in ports {
             seen.push(port.name.clone());
             let Some(state) = devices.get(&port.name) else {
                 debug!(device = %port.name, "no such device yet: ovs-vswitchd has not created it");
                 continue;
             };
-            match self.device(port, state).await {
-                Ok(()) if !state.up => down.push(port.name.as_str()),
-                Ok(()) => {}
-                Err(e) => log_failure(&port.name, &e),
+            if let Err(e) = self.device(port, state).await {
+                match e {
+                    crate::netlink::Error::NoSuchDevice { .. } => {
+                        debug!(device = %port.name, "{e}")
+                    }
+                    _ => warn!(device = %port.name, "{e}"),
+                }
             }
         }
-        self.set_up(&down).await;
         // Ports no longer configured: OVS removed their devices, and our addresses with them.
         self.record.retain(|dev, _| seen.contains(dev));
         if self.record != before {
@@ -166,24 +164,11 @@ impl<N: Netlink> Addresses<N> {
         } else {
             self.record.insert(dev.to_string(), now);
         }
-        Ok(())
-    }
-
-    /// Brings `devices` up, `IN_FLIGHT` requests in flight at a time. One at a time, each waited for,
-    /// cost twice what `ip -batch` takes for the same devices (7.5 ms against ~3 ms at 100
-    /// ports, benches/apply_cold.rs); the window stays small so that the kernel's answers fit
-    /// in the netlink socket's receive buffer.
-    async fn set_up(&self, devices: &[&str]) {
-        for chunk in devices.chunks(IN_FLIGHT) {
-            let requests: Vec<_> = chunk.iter().map(|dev| self.netlink.set_up(dev)).collect();
-            let results = futures::future::join_all(requests).await;
-            for (dev, result) in chunk.iter().zip(results) {
-                match result {
-                    Ok(()) => info!(device = dev, "link set up"),
-                    Err(e) => log_failure(dev, &e),
-                }
-            }
+        if !state.up {
+            self.netlink.set_up(dev).await?;
+            info!(device = dev, "link set up");
         }
+        Ok(())
     }
 
     fn save(&self) {
@@ -203,14 +188,6 @@ impl<N: Netlink> Addresses<N> {
 
     pub fn netlink(&self) -> &N {
         &self.netlink
-    }
-}
-
-/// A device that is gone is the next pass's business; anything else is worth a warning.
-fn log_failure(device: &str, e: &crate::netlink::Error) {
-    match e {
-        crate::netlink::Error::NoSuchDevice { .. } => debug!(device, "{e}"),
-        _ => warn!(device, "{e}"),
     }
 }
 
