@@ -36,7 +36,10 @@ pub const PHASES: [(&str, &str); 8] = [
         "phase: applied",
         "applied (`cur_cfg` reached, cache caught up)",
     ),
-    ("phase: links up", "links up (netlink dump, set up)"),
+    (
+        "phase: links up",
+        "plan printed, links up (netlink dump, set up)",
+    ),
 ];
 
 pub fn percentile(v: &[f64], p: f64) -> f64 {
