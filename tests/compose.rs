@@ -180,6 +180,16 @@ fn devices(svc: &Value) -> Vec<String> {
 
 fn assert_appliance_service(svc: &Value, what: &str) {
     assert_eq!(svc["network_mode"], "host", "{what}");
+    // The host variables a config may name pass from the shell, so one config serves every
+    // host (README, "One file for every host").
+    let env = svc["environment"].as_object();
+    for var in ["NODE_IP", "NODE_NAME"] {
+        assert!(
+            env.is_some_and(|e| e.contains_key(var)),
+            "{what}: {var} is not passed: {}",
+            svc["environment"]
+        );
+    }
     let caps = strings(&svc["cap_add"]);
     for cap in ["NET_ADMIN", "SYS_MODULE", "SYS_NICE"] {
         assert!(caps.iter().any(|c| c == cap), "{what}: {cap} missing");

@@ -269,6 +269,24 @@ fn renderer_refuses_bad_input_with_sysexits() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "{out:?}");
+    // ${NODE_IP} and ${NODE_NAME} are the host's (the units pass them), so a config naming
+    // them renders whatever the rendering machine's environment holds; it is embedded as
+    // written.
+    let fleet = dir.path().join("fleet.toml");
+    let text = "[[bridges]]\nname = \"br0\"\nexternal_ids = { node = \"${NODE_NAME}\" }\n  [[bridges.ports]]\n  name = \"vx0\"\n  type = \"vxlan\"\n  options = { remote_ip = \"flow\", local_ip = \"${NODE_IP}\" }\n";
+    std::fs::write(&fleet, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["ignition", "--config"])
+        .arg(&fleet)
+        .args(["--image", IMAGE])
+        .env_remove("NODE_IP")
+        .env_remove("NODE_NAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let ign: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = written(&ign);
+    assert_eq!(got.files[ignition::CONFIG_PATH].1, text.as_bytes());
     let good = repo().join("ignition/config.toml");
     let out = render_with_binary(&good, "img\nExecStartPre=/bin/true");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
@@ -376,6 +394,20 @@ fn podmans_quadlet_generator_makes_the_service_readme_promises() {
     assert!(
         run.command.is_empty(),
         "the image's CMD (run) must stay: {exec:?}"
+    );
+    // The host variables a config may name reach the container: NODE_NAME as the host's name
+    // (systemd's %H), NODE_IP from the optional environment file, passed only when set.
+    let envs: Vec<&str> = run
+        .options
+        .iter()
+        .filter(|(f, _)| f == "--env")
+        .filter_map(|(_, v)| v.as_deref())
+        .collect();
+    assert!(envs.contains(&"NODE_NAME=%H"), "{envs:?}");
+    assert!(envs.contains(&"NODE_IP"), "{envs:?}");
+    assert_eq!(
+        service["Service"]["EnvironmentFile"],
+        ["-/etc/ovs-appliance/environment"]
     );
     let missing = run.missing(&readme_podman_options());
     assert!(
