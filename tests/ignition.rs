@@ -405,6 +405,8 @@ fn podmans_quadlet_generator_makes_the_service_readme_promises() {
         .collect();
     assert!(envs.contains(&"NODE_NAME=%H"), "{envs:?}");
     assert!(envs.contains(&"NODE_IP"), "{envs:?}");
+    // Started means healthy.
+    assert_eq!(run.value("--sdnotify"), Some("healthy"), "{exec:?}");
     assert_eq!(
         service["Service"]["EnvironmentFile"],
         ["-/etc/ovs-appliance/environment"]

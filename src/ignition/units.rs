@@ -39,6 +39,9 @@ HealthInterval=10s
 HealthTimeout=3s
 HealthRetries=3
 HealthStartPeriod=30s
+# systemd counts the service started once the health check passes, not when the container
+# starts (Podman 5; Fedora CoreOS ships it).
+Notify=healthy
 
 [Service]
 EnvironmentFile=-/etc/ovs-appliance/environment
