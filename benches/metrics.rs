@@ -286,6 +286,24 @@ fn main() -> Result<()> {
         stats::ms(theirs_interval),
         theirs_interval / ours_interval
     );
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
+    let (http, curl) = (ratio(0).median, ratio(1).median);
+    let rss_max = idle1.rss.max(rss_after).max(rss_later) as f64 / 1048576.0;
+    println!();
+    println!("| target | measured | met |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| scrape at least 10x faster than exporter-style (median of the per-round ratios, HTTP GET) | {http:.1}x | {} |",
+        verdict(http >= 10.0)
+    );
+    println!(
+        "| the same as whole processes (`curl` against the three commands) | {curl:.1}x | {} |",
+        verdict(curl >= 10.0)
+    );
+    println!(
+        "| appliance RSS at most 20 MiB with {INTERFACES} interfaces (idle, right after the scrapes, 6 s later) | {rss_max:.1} MiB | {} |",
+        verdict(rss_max <= 20.0)
+    );
     println!();
     println!("| appliance process | RSS, idle | RSS right after the scrapes | RSS 6 s later | peak RSS (VmHWM) | idle CPU ({IDLE_SECS} s, no scrapes) |");
     println!("| --- | --- | --- | --- | --- | --- |");
