@@ -20,6 +20,8 @@ mod raw;
 mod report;
 #[path = "apply_cold/side.rs"]
 mod side;
+#[path = "common/stats.rs"]
+mod stats;
 #[path = "reconcile/workload.rs"]
 #[allow(dead_code)]
 mod workload;
@@ -75,13 +77,13 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?,
         Err(_) => SIZES.to_vec(),
     };
-    let (load, began) = (report::loadavg(), Instant::now());
+    let (load, began) = (stats::load(), Instant::now());
     let (mut times, mut splits, mut down) = (Times::new(), Splits::new(), Down::new());
     for &n in &sizes {
         measure(n, &stop, &mut times, &mut splits, &mut down)?;
     }
     let minutes = began.elapsed().as_secs_f64() / 60.0;
-    report::header(RUNS, (&load, &report::loadavg()), minutes);
+    report::header(RUNS, (&load, &stats::load()), minutes);
     report::sides(&times, &sizes);
     report::ratios(&times, &sizes);
     report::splits(&splits, &sizes);

@@ -7,6 +7,8 @@
 //!
 //! Needs what tier 4 needs (root, qemu-system-x86_64, cpio, and the cached root or debootstrap).
 
+#[path = "common/stats.rs"]
+mod stats;
 #[path = "../tests/kernel/vm.rs"]
 mod vm;
 
@@ -142,31 +144,37 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn print_table(samples: &Samples) -> Result<()> {
-    println!("\n| measure | runs | median | min | max | unit |");
+    println!("\n| measure | median | IQR | min-max | n | unit |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
     for (measure, (unit, v)) in samples {
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
-            "| {measure} | {} | {:.2} | {min:.2} | {max:.2} | {unit} |",
-            v.len(),
-            median(v)
-        );
+        let cells = stats::Summary::of(v).cells(|x| format!("{x:.2}"));
+        println!("| {measure} | {cells} | {unit} |");
     }
     ensure!(!samples.is_empty(), "no figures came back");
     let get = |m: &str| samples.get(m).map(|(_, v)| median(v));
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
+    let mut targets = Vec::new();
     if let (Some(ovs), Some(bridge)) = (get("iperf3-ovs"), get("iperf3-linux-bridge")) {
         let ratio = ovs / bridge;
-        let verdict = if ratio >= 0.9 { "yes" } else { "**no**" };
-        println!(
-            "\nOVS kernel datapath / Linux bridge, medians: {ratio:.2} (target >= 0.9: {verdict})"
-        );
+        targets.push(format!(
+            "| TCP through the OVS kernel datapath at least 0.9x a Linux bridge (medians) | {ratio:.2}x | {} |",
+            verdict(ratio >= 0.9)
+        ));
     }
     for event in ["kill9-vswitchd", "replace", "kill9-ovsdb"] {
         if let Some(lost) = get(&format!("{event}-restore")) {
-            let verdict = if lost <= 1.0 { "yes" } else { "**no**" };
             let before = get(&format!("{event}-no-restore")).unwrap_or(f64::NAN);
-            println!("{event}: median probes lost {lost} with the restore, {before} without (target <= 1: {verdict})");
+            targets.push(format!(
+                "| {event}: at most 1 probe lost with the restore (median; {before} without) | {lost} | {} |",
+                verdict(lost <= 1.0)
+            ));
+        }
+    }
+    if !targets.is_empty() {
+        println!("\n| target | measured | met |");
+        println!("| --- | --- | --- |");
+        for t in targets {
+            println!("{t}");
         }
     }
     if let (Some(absent), Some(loaded)) = (
@@ -174,7 +182,7 @@ fn print_table(samples: &Samples) -> Result<()> {
         get("cold-start-module-loaded"),
     ) {
         println!(
-            "cold start, module absent - module loaded, medians: {:.2} s",
+            "\ncold start, module absent - module loaded, medians: {:.2} s",
             absent - loaded
         );
     }

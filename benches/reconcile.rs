@@ -1,7 +1,8 @@
 //! `cargo bench --bench reconcile`: how fast the appliance makes bridges and ports match its
 //! config, beside ovs-vsctl (per port and batched) and the floor (the same transaction written
 //! straight to db.sock); the no-op pass; drift repair; cold start to applied. BENCHMARKS.md says
-//! what is measured and how; BENCH_RUNS sets the number of runs (default 5).
+//! what is measured and how. The run count is fixed here (RUNS) before anyone looks at a result;
+//! BENCH_ONLY runs one measure alone, for work on it, not for a report.
 //!
 //! Needs root, OVS (ovsdb-server, ovs-vswitchd, ovs-vsctl, ovs-ctl), `ip` and `unshare`. Other
 //! sessions may run OVS on this machine: every instance here has its own network namespace
@@ -40,6 +41,8 @@ use workload::Shape;
 
 /// The binary cargo built for this bench (target/release/ovs-appliance).
 const BIN: &str = env!("CARGO_BIN_EXE_ovs-appliance");
+/// Runs of each apply shape and of the cold start: at least 15, fixed before looking.
+const RUNS: usize = 15;
 const SHAPES: [Shape; 4] = [
     Shape::Ports(10),
     Shape::Ports(100),
@@ -72,11 +75,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     preflight()?;
-    let runs: usize = match std::env::var("BENCH_RUNS") {
-        Ok(n) => n.parse().context("BENCH_RUNS must be a positive integer")?,
-        Err(_) => 5,
-    };
-    ensure!(runs > 0, "BENCH_RUNS must be at least 1");
+    let runs = RUNS;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;

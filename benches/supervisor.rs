@@ -1,7 +1,7 @@
 //! `cargo bench --bench supervisor`: cold start, restart after `kill -9` of ovs-vswitchd, and the
 //! supervisor's memory, for `ovs-appliance run` beside `ovs-ctl start` and a hand-written launch
-//! (benches/hand-launch.sh). BENCHMARKS.md says what is measured and how; BENCH_RUNS sets the
-//! number of runs (default 7).
+//! (benches/hand-launch.sh). BENCHMARKS.md says what is measured and how. The run count is
+//! fixed here (RUNS), before anyone looks at a result.
 //!
 //! Needs root, OVS (ovsdb-server, ovs-vswitchd, ovs-ctl), `ip` and `unshare`. Other sessions may
 //! run OVS on this machine: every instance here has its own network namespace and temp run/db
@@ -23,6 +23,8 @@ mod proc;
 mod report;
 #[path = "supervisor/restart.rs"]
 mod restart;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::fs;
 use std::path::Path;
@@ -40,6 +42,8 @@ const OVS_CTL: &str = "/usr/share/openvswitch/scripts/ovs-ctl";
 const VSWITCHD: &str = "ovs-vswitchd";
 const OVSDB: &str = "ovsdb-server";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Runs of each measure (each under a second or two): at least 15, fixed before looking.
+const RUNS: usize = 15;
 
 fn main() -> Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
@@ -48,11 +52,7 @@ fn main() -> Result<()> {
     }
     preflight()?;
     logtime::self_check()?;
-    let runs: usize = match std::env::var("BENCH_RUNS") {
-        Ok(n) => n.parse().context("BENCH_RUNS must be a positive integer")?,
-        Err(_) => 7,
-    };
-    ensure!(runs > 0, "BENCH_RUNS must be at least 1");
+    let runs = RUNS;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;

@@ -1,6 +1,8 @@
 //! The Fedora CoreOS files: ignition/ovs-appliance.ign is what `ovs-appliance ignition` renders
 //! from ignition/config.toml, the Butane source says the same, and both the committed and the
-//! rendered JSON are valid Ignition 3.5.0 that write exactly the intended files and units.
+//! rendered JSON are valid Ignition 3.5.0 that write exactly the intended files and units, and
+//! Podman's own Quadlet generator (Podman 5, from the trixie root scripts/trixie-tools makes)
+//! turns its unit into the service README promises.
 
 mod deploy;
 
@@ -72,6 +74,7 @@ fn render_with_binary(config: &Path, image: &str) -> std::process::Output {
         .arg(config)
         .args(["--image", image])
         .env_remove("OVS_APPLIANCE_CONFIG")
+        .env_remove("OVS_APPLIANCE_TEST_UNSET")
         .output()
         .unwrap()
 }
@@ -251,6 +254,39 @@ fn renderer_refuses_bad_input_with_sysexits() {
     let out = render_with_binary(&bad, IMAGE);
     assert_eq!(out.status.code(), Some(65), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("datapath"));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // A variable that is unset with no default: refused, naming the field and the variable.
+    std::fs::write(
+        &bad,
+        "[[bridges]]\nname = \"br0\"\nexternal_ids = { node = \"${OVS_APPLIANCE_TEST_UNSET}\" }\n",
+    )
+    .unwrap();
+    let out = render_with_binary(&bad, IMAGE);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bridges[\"br0\"].external_ids.node: names the environment variable OVS_APPLIANCE_TEST_UNSET"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // ${NODE_IP} and ${NODE_NAME} are the host's (the units pass them), so a config naming
+    // them renders whatever the rendering machine's environment holds; it is embedded as
+    // written.
+    let fleet = dir.path().join("fleet.toml");
+    let text = "[[bridges]]\nname = \"br0\"\nexternal_ids = { node = \"${NODE_NAME}\" }\n  [[bridges.ports]]\n  name = \"vx0\"\n  type = \"vxlan\"\n  options = { remote_ip = \"flow\", local_ip = \"${NODE_IP}\" }\n";
+    std::fs::write(&fleet, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["ignition", "--config"])
+        .arg(&fleet)
+        .args(["--image", IMAGE])
+        .env_remove("NODE_IP")
+        .env_remove("NODE_NAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let ign: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = written(&ign);
+    assert_eq!(got.files[ignition::CONFIG_PATH].1, text.as_bytes());
     let good = repo().join("ignition/config.toml");
     let out = render_with_binary(&good, "img\nExecStartPre=/bin/true");
     assert_eq!(out.status.code(), Some(64), "{out:?}");
@@ -326,4 +362,275 @@ fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
         }
     }
     sections
+}
+
+/// Podman's own Quadlet generator (Podman 5 from Debian trixie, in the root scripts/trixie-tools
+/// makes) converts the unit of the rendered Ignition config, as systemd would at boot on FCOS;
+/// the service it makes runs `podman run` with every flag of README's Podman line, the image's
+/// health check, no privilege, and is enabled for multi-user.target.
+#[test]
+fn podmans_quadlet_generator_makes_the_service_readme_promises() {
+    let Some(root) = quadlet_root() else { return };
+    let got = written(&rendered());
+    let unit = String::from_utf8(got.files[ignition::QUADLET_PATH].1.clone()).unwrap();
+    let generated = quadlet(&root, &unit).unwrap_or_else(|e| panic!("{e}"));
+    let service = parse_unit(&generated.service);
+    assert_eq!(service["Service"]["Restart"], ["always"]);
+    assert!(
+        service["Unit"]["After"]
+            .iter()
+            .any(|a| a.split(' ').any(|u| u == "systemd-modules-load.service")),
+        "the module must be loaded before the container starts: {:?}",
+        service["Unit"]["After"]
+    );
+    assert_eq!(
+        generated.wanted_by,
+        ["multi-user.target.wants/ovs-appliance.service -> ../ovs-appliance.service"]
+    );
+    let exec = &service["Service"]["ExecStart"];
+    assert_eq!(exec.len(), 1, "{exec:?}");
+    let run = PodmanRun::parse(&systemd_words(&exec[0]));
+    assert_eq!(run.image, IMAGE, "{exec:?}");
+    assert!(
+        run.command.is_empty(),
+        "the image's CMD (run) must stay: {exec:?}"
+    );
+    // The host variables a config may name reach the container: NODE_NAME as the host's name
+    // (systemd's %H), NODE_IP from the optional environment file, passed only when set.
+    let envs: Vec<&str> = run
+        .options
+        .iter()
+        .filter(|(f, _)| f == "--env")
+        .filter_map(|(_, v)| v.as_deref())
+        .collect();
+    assert!(envs.contains(&"NODE_NAME=%H"), "{envs:?}");
+    assert!(envs.contains(&"NODE_IP"), "{envs:?}");
+    // Started means healthy.
+    assert_eq!(run.value("--sdnotify"), Some("healthy"), "{exec:?}");
+    assert_eq!(
+        service["Service"]["EnvironmentFile"],
+        ["-/etc/ovs-appliance/environment"]
+    );
+    let missing = run.missing(&readme_podman_options());
+    assert!(
+        missing.is_empty(),
+        "README's Podman line has {missing:?}, the generated service lacks them:\n{}",
+        exec[0]
+    );
+    for (flag, value) in healthcheck_options() {
+        assert_eq!(
+            run.value(&flag),
+            Some(value.as_str()),
+            "{flag}: {}",
+            exec[0]
+        );
+    }
+    assert_eq!(run.value("--security-opt"), Some("label=disable"));
+    assert!(
+        !run.options.iter().any(|(f, _)| f == "--privileged"),
+        "{}",
+        exec[0]
+    );
+
+    // Not vacuous: without NET_RAW the service lacks what README promises, and a key Quadlet
+    // does not know is refused, naming it, with no service made.
+    let without = unit.replace(" NET_RAW", "");
+    assert_ne!(without, unit);
+    let generated = quadlet(&root, &without).unwrap_or_else(|e| panic!("{e}"));
+    let exec = parse_unit(&generated.service)["Service"]["ExecStart"][0].clone();
+    let missing = PodmanRun::parse(&systemd_words(&exec)).missing(&readme_podman_options());
+    assert_eq!(
+        missing,
+        [("--cap-add".to_string(), Some("NET_RAW".to_string()))]
+    );
+    let typo = unit.replace("AddDevice=", "AddDevices=");
+    let err = quadlet(&root, &typo).expect_err("an unknown key must be refused");
+    assert!(err.contains("unsupported key 'AddDevices'"), "{err}");
+}
+
+/// The trixie root, when this test can use it (root for chroot and mount namespaces).
+fn quadlet_root() -> Option<std::path::PathBuf> {
+    if !nix::unistd::Uid::effective().is_root() {
+        deploy::require(&["not root (chroot into the trixie root)".to_string()]);
+        return None;
+    }
+    deploy::trixie_tools()
+}
+
+/// What Quadlet made of one unit: the service's text and the `.wants` links it made.
+#[derive(Debug)]
+struct Generated {
+    service: String,
+    wanted_by: Vec<String>,
+}
+
+/// Runs `/usr/libexec/podman/quadlet` as systemd runs a generator, inside a chroot of the trixie
+/// root, on `unit` as `ovs-appliance.container`. The unit and the output directory are a temp
+/// dir bind-mounted on the root's /mnt in a mount namespace of the run's own, so the root itself
+/// is never written. Err: Quadlet's exit status and messages, when it refused the unit.
+fn quadlet(root: &Path, unit: &str) -> Result<Generated, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("units")).unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    std::fs::write(dir.path().join("units/ovs-appliance.container"), unit).unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-euc"])
+        .arg(concat!(
+            "mount --bind \"$1\" \"$2/mnt\"\n",
+            "exec chroot \"$2\" /usr/bin/env -i QUADLET_UNIT_DIRS=/mnt/units ",
+            "/usr/libexec/podman/quadlet -no-kmsg-log /mnt/out /mnt/out /mnt/out"
+        ))
+        .arg("sh")
+        .arg(dir.path())
+        .arg(root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let service = dir.path().join("out/ovs-appliance.service");
+    if !out.status.success() {
+        assert!(!service.exists(), "a refused unit made a service: {stderr}");
+        return Err(format!("quadlet: {}: {stderr}", out.status));
+    }
+    let mut wanted_by = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wants") {
+            for link in std::fs::read_dir(&path).unwrap() {
+                let link = link.unwrap().path();
+                wanted_by.push(format!(
+                    "{}/{} -> {}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    link.file_name().unwrap().to_string_lossy(),
+                    std::fs::read_link(&link).unwrap().display()
+                ));
+            }
+        }
+    }
+    let service = std::fs::read_to_string(&service)
+        .unwrap_or_else(|e| panic!("quadlet made no ovs-appliance.service ({e}): {stderr}"));
+    Ok(Generated { service, wanted_by })
+}
+
+/// A `podman run` command line: options as (flag, value) with the spellings folded together
+/// (`--net` is `--network`, `-v` is `--volume`, capabilities in capitals), the image, and what
+/// follows it.
+#[derive(Debug)]
+struct PodmanRun {
+    options: Vec<(String, Option<String>)>,
+    image: String,
+    command: Vec<String>,
+}
+
+impl PodmanRun {
+    /// `words` from `podman` on; the options that take no value are the ones Quadlet and README
+    /// write (a value-less flag missing here would swallow the image, and the test fail).
+    fn parse(words: &[String]) -> PodmanRun {
+        const SWITCHES: &[&str] = &["-d", "--detach", "--rm", "--replace", "--privileged"];
+        assert!(
+            words.len() > 2 && words[0].ends_with("podman") && words[1] == "run",
+            "not a podman run: {words:?}"
+        );
+        let mut options = Vec::new();
+        let mut rest = words[2..].iter();
+        let image = loop {
+            let word = rest.next().expect("an image after the options");
+            if !word.starts_with('-') {
+                break word.clone();
+            }
+            let (flag, value) = match word.split_once('=') {
+                Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+                None if SWITCHES.contains(&word.as_str()) => (word.clone(), None),
+                None => (word.clone(), rest.next().cloned()),
+            };
+            let flag = match flag.as_str() {
+                "--net" => "--network".to_string(),
+                "-v" => "--volume".to_string(),
+                "--detach" => "-d".to_string(),
+                _ => flag,
+            };
+            let value = match flag.as_str() {
+                "--cap-add" | "--cap-drop" => value.map(|v| v.to_ascii_uppercase()),
+                _ => value,
+            };
+            options.push((flag, value));
+        };
+        PodmanRun {
+            options,
+            image,
+            command: rest.cloned().collect(),
+        }
+    }
+
+    fn value(&self, flag: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(f, _)| f == flag)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// The options of `want` that this command line does not have.
+    fn missing(&self, want: &[(String, Option<String>)]) -> Vec<(String, Option<String>)> {
+        want.iter()
+            .filter(|o| !self.options.contains(o))
+            .cloned()
+            .collect()
+    }
+}
+
+/// README's `podman run` line (the block after "With Podman (rootful)"), its options only.
+fn readme_podman_options() -> Vec<(String, Option<String>)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("With Podman (rootful)")
+        .expect("README's Podman paragraph");
+    let block = after.split_once("```sh\n").unwrap().1;
+    let block = block.split_once("```").unwrap().0.replace("\\\n", " ");
+    let words: Vec<String> = block.split_whitespace().map(String::from).collect();
+    let run = PodmanRun::parse(&words);
+    assert!(run.options.len() >= 10, "{run:?}");
+    run.options
+}
+
+/// The image's HEALTHCHECK (images/Containerfile) as `podman run` options: `--health-cmd`
+/// and `--health-<option>` for each of its `--<option>=<value>`.
+fn healthcheck_options() -> Vec<(String, String)> {
+    let file = std::fs::read_to_string(repo().join("images/Containerfile")).unwrap();
+    let (_, line) = file
+        .split_once("\nHEALTHCHECK ")
+        .expect("a HEALTHCHECK in images/Containerfile");
+    let line = line.replace("\\\n", " ");
+    let line = line.lines().next().unwrap();
+    let (options, cmd) = line.split_once("CMD").unwrap();
+    let cmd: Vec<String> = serde_json::from_str(cmd.trim()).unwrap();
+    let mut want = vec![("--health-cmd".to_string(), cmd.join(" "))];
+    for option in options.split_whitespace() {
+        let (name, value) = option.trim_start_matches("--").split_once('=').unwrap();
+        want.push((format!("--health-{name}"), value.to_string()));
+    }
+    assert_eq!(want.len(), 5, "{want:?}");
+    want
+}
+
+/// A systemd command line split into words (systemd.service(5), "Command lines"): white space
+/// separates, double and single quotes group, a backslash escapes the next character.
+fn systemd_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', _) => word.get_or_insert_default().extend(chars.next()),
+            (q, None) if q == '"' || q == '\'' => {
+                quote = Some(q);
+                word.get_or_insert_default();
+            }
+            (q, Some(open)) if q == open => quote = None,
+            (c, None) if c.is_whitespace() => words.extend(word.take()),
+            (c, _) => word.get_or_insert_default().push(c),
+        }
+    }
+    assert!(quote.is_none(), "unbalanced quote in {line}");
+    words.extend(word);
+    words
 }

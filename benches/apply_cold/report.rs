@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::side::{Side, SIDES};
+use crate::stats::{self, ms, quantile, Summary};
 
 /// Milliseconds per (ports, side), in run order: the i-th runs of two sides were taken in the
 /// same round, minutes apart at most.
@@ -42,30 +43,6 @@ pub const PHASES: [(&str, &str); 8] = [
     ),
 ];
 
-pub fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let at = p * (s.len() - 1) as f64;
-    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (at - lo as f64)
-}
-
-pub fn median(v: &[f64]) -> f64 {
-    percentile(v, 0.5)
-}
-
-fn t(ms: f64) -> String {
-    match ms {
-        ms if ms.is_nan() => "-".into(),
-        ms if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
-        ms if ms >= 100.0 => format!("{ms:.0} ms"),
-        ms => format!("{ms:.1} ms"),
-    }
-}
-
 /// Apply's phases from its JSON log: ms of each phase, then from the last to the exit.
 pub fn split(log: &Path, spawned: SystemTime, total_ms: f64) -> Option<Vec<f64>> {
     let text = fs::read_to_string(log).ok()?;
@@ -92,19 +69,11 @@ fn sh(cmd: &str, args: &[&str]) -> String {
     text.unwrap_or_default().trim().to_string()
 }
 
-pub fn loadavg() -> String {
-    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split(' ').take(3).collect::<Vec<_>>().join(" ")
-}
-
 pub fn header(runs: usize, load: (&str, &str), minutes: f64) {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let head = sh("git", &["-C", dir, "rev-parse", "--short", "HEAD"]);
-    let dirty = !sh("git", &["-C", dir, "status", "--porcelain"]).is_empty();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("## Cold apply: `ovs-appliance apply` against batched `ovs-vsctl` and the floor\n");
     println!("- command: `cargo bench --bench apply_cold` ({runs} runs per side and size, fixed)");
-    println!("- commit: {head}{}", if dirty { " (dirty)" } else { "" });
+    println!("- commit: {}", stats::commit());
     println!("- binary: {}", crate::BIN);
     println!(
         "- machine: {cores} cores, kernel {}, {}",
@@ -122,23 +91,12 @@ pub fn header(runs: usize, load: (&str, &str), minutes: f64) {
 }
 
 pub fn sides(times: &Times, sizes: &[usize]) {
-    println!("| ports | side | median | IQR | min - max | n |");
+    println!("| ports | side | median | IQR | min-max | n |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: |");
     for &n in sizes {
         for (i, side) in SIDES.iter().enumerate() {
-            let v = &times[&(n, i)];
-            let (q1, q3) = (percentile(v, 0.25), percentile(v, 0.75));
-            let (lo, hi) = (percentile(v, 0.0), percentile(v, 1.0));
-            println!(
-                "| {n} | {} | {} | {} - {} | {} - {} | {} |",
-                side.label(),
-                t(median(v)),
-                t(q1),
-                t(q3),
-                t(lo),
-                t(hi),
-                v.len()
-            );
+            let cells = Summary::of(&times[&(n, i)]).cells(ms);
+            println!("| {n} | {} | {cells} |", side.label());
         }
     }
     println!();
@@ -151,8 +109,8 @@ pub fn ratio(times: &Times, n: usize, a: Side, b: Side) -> (f64, f64, f64) {
     let pairs: Vec<f64> = va.iter().zip(vb).map(|(x, y)| x / y).collect();
     (
         median(va) / median(vb),
-        percentile(&pairs, 0.25),
-        percentile(&pairs, 0.75),
+        quantile(&pairs, 0.25),
+        quantile(&pairs, 0.75),
     )
 }
 
@@ -186,7 +144,7 @@ pub fn splits(s: &Splits, sizes: &[usize]) {
         .map(|(_, l)| *l)
         .chain(["exit (runtime and log writer shut down)"]);
     for (i, label) in labels.enumerate() {
-        let cells: Vec<String> = sizes.iter().map(|n| t(median(&s[n][i]))).collect();
+        let cells: Vec<String> = sizes.iter().map(|n| ms(median(&s[n][i]))).collect();
         println!("| {label} | {} |", cells.join(" | "));
     }
     let n: Vec<String> = sizes.iter().map(|n| s[n][0].len().to_string()).collect();
@@ -214,32 +172,31 @@ pub fn split_line(s: &Splits, n: usize) -> String {
     let parts: Vec<String> = short
         .iter()
         .enumerate()
-        .map(|(i, name)| format!("{name} {}", t(median(&s[&n][i]))))
+        .map(|(i, name)| format!("{name} {}", ms(median(&s[&n][i]))))
         .collect();
     parts.join(", ")
 }
 
+/// One row per target, as scripts/bench-report collects them: what, measured, then "yes" or
+/// "**no**" alone in the last cell; a miss's measured cell says by how much and where apply's
+/// time went.
 pub fn targets(times: &Times, s: &Splits, sizes: &[usize]) {
     println!("| target (medians) | measured | met |");
-    println!("| --- | ---: | --- |");
+    println!("| --- | --- | --- |");
     let idx = |side: Side| SIDES.iter().position(|x| *x == side).unwrap_or(0);
     let row = |what: String, n: usize, b: Side, limit: f64| {
-        let (m, _, _) = ratio(times, n, Side::Apply, b);
-        let met = if m <= limit {
-            "yes".to_string()
-        } else {
+        let (m, q1, q3) = ratio(times, n, Side::Apply, b);
+        let mut measured = format!("{m:.2}x (per round {q1:.2}-{q3:.2})");
+        if m > limit {
             let gap = median(&times[&(n, idx(Side::Apply))]) - median(&times[&(n, idx(b))]);
-            format!(
-                "**no**: {} slower; apply's phases: {}",
-                t(gap),
-                split_line(s, n)
-            )
-        };
-        println!("| {what} | {m:.2}x | {met} |");
+            measured += &format!(": {} slower; apply's phases: {}", ms(gap), split_line(s, n));
+        }
+        let met = if m <= limit { "yes" } else { "**no**" };
+        println!("| {what} | {measured} | {met} |");
     };
     for &n in sizes {
         row(
-            format!("apply <= 1.0x batched ovs-vsctl, {n} ports"),
+            format!("cold apply <= 1.0x batched ovs-vsctl, {n} ports"),
             n,
             Side::Vsctl,
             1.0,
@@ -247,11 +204,15 @@ pub fn targets(times: &Times, s: &Splits, sizes: &[usize]) {
     }
     if sizes.contains(&1000) {
         row(
-            "apply <= 1.2x the floor, 1000 ports".into(),
+            "cold apply <= 1.2x the floor, 1000 ports".into(),
             1000,
             Side::Floor,
             1.2,
         );
     }
     println!();
+}
+
+fn median(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
 }

@@ -199,13 +199,19 @@ impl Instance {
 
     /// utime + stime of the appliance process.
     pub fn appliance_cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.appliance_pid()?))?;
-        let rest = &stat[stat.rfind(')').context("stat")? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100);
-        Ok(ticks as f64 / hz as f64)
+        cpu_seconds(self.appliance_pid()? as i32)
+    }
+
+    /// utime + stime of ovsdb-server and ovs-vswitchd together.
+    pub fn daemons_cpu_seconds(&self) -> Result<f64> {
+        let mut total = 0.0;
+        for daemon in ["ovsdb-server", "ovs-vswitchd"] {
+            let pid = self
+                .daemon_pid(daemon)
+                .with_context(|| format!("{daemon} not running"))?;
+            total += cpu_seconds(pid)?;
+        }
+        Ok(total)
     }
 
     /// VmRSS and VmHWM of the appliance process, in bytes.
@@ -243,4 +249,15 @@ impl Drop for Instance {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
+}
+
+/// utime + stime of `pid`, from /proc/<pid>/stat.
+fn cpu_seconds(pid: i32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').context("stat")? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100);
+    Ok(ticks as f64 / hz as f64)
 }

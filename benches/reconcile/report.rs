@@ -79,7 +79,7 @@ pub fn machine(runs: usize, load: (&str, &str), took: Duration) {
         first_line("uname", &["-r"]),
         first_line("ovs-vswitchd", &["--version"])
     );
-    println!("Command: `cargo bench --bench reconcile` (BENCH_RUNS={runs}).");
+    println!("Command: `cargo bench --bench reconcile` ({runs} runs, fixed in the bench; 20 at 10 and 100 ports).");
     let dir = env!("CARGO_MANIFEST_DIR");
     let head = first_line("git", &["-C", dir, "log", "-1", "--format=%h %s"]);
     let dirty = Command::new("git")
@@ -100,8 +100,10 @@ pub fn machine(runs: usize, load: (&str, &str), took: Duration) {
 
 pub fn apply(res: &Results, shapes: &[Shape]) {
     println!("### 1. Apply: to committed and to applied (cur_cfg = next_cfg)\n");
-    println!("| workload | method | committed | applied | applied min - max | runs |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| workload | method | committed | applied | applied IQR | applied min - max | runs |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &shape in shapes {
         for m in [
             Method::Appliance,
@@ -112,9 +114,16 @@ pub fn apply(res: &Results, shapes: &[Shape]) {
             let Some(c) = res.get(&(shape_key(shape), m)) else {
                 continue;
             };
-            let range = match c.applied.is_empty() {
-                true => "-".to_string(),
-                false => format!("{} - {}", t(min(&c.applied)), t(max(&c.applied))),
+            let (iqr, range) = match c.applied.is_empty() {
+                true => ("-".to_string(), "-".to_string()),
+                false => (
+                    format!(
+                        "{} - {}",
+                        t(percentile(&c.applied, 0.25)),
+                        t(percentile(&c.applied, 0.75))
+                    ),
+                    format!("{} - {}", t(min(&c.applied)), t(max(&c.applied))),
+                ),
             };
             let mut runs = c.applied.len().to_string();
             if let Some(note) = &c.note {
@@ -122,7 +131,7 @@ pub fn apply(res: &Results, shapes: &[Shape]) {
             }
             let (cm, am) = (t(median(&c.committed)), t(median(&c.applied)));
             println!(
-                "| {} | {} | {cm} | {am} | {range} | {runs} |",
+                "| {} | {} | {cm} | {am} | {iqr} | {range} | {runs} |",
                 shape.label(),
                 m.label()
             );
@@ -189,8 +198,8 @@ pub fn noop(n: &Noop, ports: usize) {
 
 pub fn drift(d: &Drift) {
     println!("### 3. Drift repair by the running appliance (10-port bridge, one port deleted)\n");
-    println!("| interval | median | min | max | runs |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| interval | median | IQR | min | max | runs |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (label, v) in [
         (
             "`ovs-vsctl --no-wait del-port` spawned -> deletion seen",
@@ -210,20 +219,23 @@ pub fn drift(d: &Drift) {
         ),
     ] {
         let (med, lo, hi) = (t(median(v)), t(min(v)), t(max(v)));
-        println!("| {label} | {med} | {lo} | {hi} | {} |", v.len());
+        let iqr = format!("{} - {}", t(percentile(v, 0.25)), t(percentile(v, 0.75)));
+        println!("| {label} | {med} | {iqr} | {lo} | {hi} | {} |", v.len());
     }
     println!();
 }
 
 pub fn cold(took: &[Vec<f64>; 3]) {
     println!("### 4. Cold start to applied (fresh database, br0 + internal p0, netdev)\n");
-    println!("| launcher | median | min | max | runs |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| launcher | median | IQR | min | max | runs |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (how, v) in LAUNCHES.iter().zip(took) {
         let label = how.label();
         println!(
-            "| {label} | {} | {} | {} | {} |",
+            "| {label} | {} | {} - {} | {} | {} | {} |",
             t(median(v)),
+            t(percentile(v, 0.25)),
+            t(percentile(v, 0.75)),
             t(min(v)),
             t(max(v)),
             v.len()

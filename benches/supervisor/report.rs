@@ -10,8 +10,8 @@ use crate::{BIN, VSWITCHD};
 pub enum Figure {
     /// Milliseconds, one per run.
     Ms(Vec<f64>),
-    /// A ratio of two medians.
-    Ratio(f64),
+    /// A ratio of two medians, with the ratios of the runs paired by round (their spread).
+    Ratio(f64, Vec<f64>),
     /// One reading in KiB.
     Kib(u64),
 }
@@ -25,8 +25,10 @@ impl Row {
     pub fn ms(label: &str, v: Vec<f64>) -> Row {
         Row::new(label, Figure::Ms(v))
     }
-    pub fn ratio(label: &str, r: f64) -> Row {
-        Row::new(label, Figure::Ratio(r))
+    /// `a` over `b`: the ratio of their medians, and each round's `a[i] / b[i]`.
+    pub fn ratio(label: &str, a: &[f64], b: &[f64]) -> Row {
+        let pairs = a.iter().zip(b).map(|(x, y)| x / y).collect();
+        Row::new(label, Figure::Ratio(median(a) / median(b), pairs))
     }
     pub fn mib(label: &str, kib: u64) -> Row {
         Row::new(label, Figure::Kib(kib))
@@ -42,7 +44,7 @@ impl Row {
     fn headline(&self) -> f64 {
         match &self.value {
             Figure::Ms(v) => median(v),
-            Figure::Ratio(r) => *r,
+            Figure::Ratio(r, _) => *r,
             Figure::Kib(kib) => *kib as f64 / 1024.0,
         }
     }
@@ -51,12 +53,16 @@ impl Row {
         let label = &self.label;
         match &self.value {
             Figure::Ms(v) => {
-                let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let (med, n) = (median(v), v.len());
-                println!("| {label} | {med:.1} ms | {min:.1} ms | {max:.1} ms | {n} |");
+                let cells = crate::stats::Summary::of(v).cells(|x| format!("{x:.1} ms"));
+                println!("| {label} | {cells} |");
             }
-            Figure::Ratio(r) => println!("| {label} | {r:.2}x | | | |"),
+            Figure::Ratio(r, pairs) => {
+                let p = crate::stats::Summary::of(pairs);
+                println!(
+                    "| {label} (of medians; spread: per round) | {r:.2}x | {:.2}x-{:.2}x | {:.2}x-{:.2}x | {} |",
+                    p.q1, p.q3, p.min, p.max, p.n
+                );
+            }
             Figure::Kib(_) => println!("| {label} | {:.1} MiB | | | 1 |", self.headline()),
         }
     }
@@ -118,11 +124,10 @@ fn read(path: &str) -> String {
 }
 
 pub fn print(m: &Machine, runs: usize, rows: &[Row], steps: &[Row]) {
-    let env = std::env::var("BENCH_RUNS")
-        .map(|n| format!("BENCH_RUNS={n} "))
-        .unwrap_or_default();
     println!("\n## ovs-appliance supervisor bench\n");
-    println!("- command: `{env}cargo bench --bench supervisor` ({runs} runs of each)");
+    println!(
+        "- command: `cargo bench --bench supervisor` ({runs} runs of each, fixed in the bench)"
+    );
     println!("- binary: {BIN}, built from commit {}", m.commit);
     println!(
         "- machine: {} cores (nproc), kernel {}, Debian {}, {}",
@@ -133,11 +138,11 @@ pub fn print(m: &Machine, runs: usize, rows: &[Row], steps: &[Row]) {
         m.load,
         read("/proc/loadavg")
     );
-    println!("| measure | median | min | max | n |");
+    println!("| measure | median | IQR | min-max | n |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     rows.iter().for_each(Row::print);
     println!("\nThe appliance's cold start, step by step (ms after spawn, from its JSON log):\n");
-    println!("| step | median | min | max | n |");
+    println!("| step | median | IQR | min-max | n |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     steps.iter().for_each(Row::print);
     print_targets(rows);

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use crate::instance::Instance;
 use crate::probe;
 use crate::proc::{live_pid, signal, wait_for};
-use crate::report::{median, ms, Row};
+use crate::report::{ms, Row};
 use crate::{Bench, VSWITCHD};
 
 const PORTS: usize = 100;
@@ -96,8 +96,12 @@ pub fn run(b: &Bench) -> Result<Vec<Row>> {
     }
     let rss_after = app.appliance_status("VmRSS")?;
     let hwm = app.appliance_status("VmHWM")?;
-    let ratio = median(&by_app.up) / median(&by_hand.up);
-    let ratio_after_exit = median(&by_app.up_after_exit) / median(&by_hand.up_after_exit);
+    let ratio = Row::ratio("restart ratio appliance / by hand", &by_app.up, &by_hand.up);
+    let ratio_after_exit = Row::ratio(
+        "restart ratio after the exit, appliance / by hand",
+        &by_app.up_after_exit,
+        &by_hand.up_after_exit,
+    );
     Ok(vec![
         Row::ms(
             "kill -9 -> appliance logs \"daemon failed; restarting\"",
@@ -123,7 +127,7 @@ pub fn run(b: &Bench) -> Result<Vec<Row>> {
             "kill -9 -> respawned vswitchd answers `version`, by hand",
             by_hand.up,
         ),
-        Row::ratio("restart ratio appliance / by hand", ratio),
+        ratio,
         Row::ms(
             "old vswitchd exited -> new one answers, appliance",
             by_app.up_after_exit,
@@ -132,10 +136,7 @@ pub fn run(b: &Bench) -> Result<Vec<Row>> {
             "old vswitchd exited -> new one answers, by hand",
             by_hand.up_after_exit,
         ),
-        Row::ratio(
-            "restart ratio after the exit, appliance / by hand",
-            ratio_after_exit,
-        ),
+        ratio_after_exit,
         Row::mib("supervisor VmRSS, idle (both daemons up, 6 s)", idle_rss),
         Row::mib(
             &format!("supervisor VmRSS after {} restarts, 100 ports", b.runs),

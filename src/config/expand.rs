@@ -167,6 +167,21 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The variables every deploy path passes to the appliance, so one config serves every host:
+/// the node's address and name (Kubernetes: the downward API; Fedora CoreOS and the systemd
+/// units: the host name and `/etc/ovs-appliance/environment`). With each, the stand-in that
+/// `kubernetes` and `ignition` validate a config with when they print it (the config is checked
+/// as a host will read it, not with the values of the machine that renders it).
+pub const HOST_VARIABLES: [(&str, &str); 2] = [("NODE_IP", "192.0.2.1"), ("NODE_NAME", "node-1")];
+
+/// The stand-in for a host variable, None for any other name.
+pub fn host_stand_in(name: &str) -> Option<String> {
+    HOST_VARIABLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

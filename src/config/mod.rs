@@ -12,7 +12,7 @@ mod validate_bridges;
 
 pub use bridges::{BondMode, Bridge, BridgeDatapath, FailMode, Lacp, Port, PortType, Vlan};
 pub use duration::HumanDuration;
-pub use expand::Expansion;
+pub use expand::{host_stand_in, Expansion, HOST_VARIABLES};
 pub use validate::FieldError;
 pub(crate) use validate_bridges::device_name_problem;
 

@@ -52,9 +52,11 @@ pub struct Provision {
 }
 
 /// What `config_toml` and `image` provision. The config is validated first (an invalid one
-/// would only fail on the host, at boot) and then embedded byte for byte.
+/// would only fail on the host, at boot), as a host will read it: `${NODE_IP}` and
+/// `${NODE_NAME}` with stand-ins (the units pass the host's own), any other variable from its
+/// default; then it is embedded byte for byte.
 pub fn provision(config_toml: &str, origin: &Path, image: &str) -> Result<Provision, Error> {
-    Config::from_toml(config_toml, origin)?;
+    Config::from_toml_with(config_toml, origin, &crate::config::host_stand_in)?;
     check_image(image)?;
     Ok(Provision {
         files: vec![

@@ -26,6 +26,11 @@ AddDevice=/dev/net/tun
 Volume=ovs-appliance-db:/etc/openvswitch
 Volume=/etc/ovs-appliance:/etc/ovs-appliance:ro
 Volume=/lib/modules:/lib/modules:ro
+# The host variables a config may name (${{NODE_IP}}, ${{NODE_NAME}}), so one config serves every
+# host: NODE_NAME is the host's name; NODE_IP comes from /etc/ovs-appliance/environment
+# (NODE_IP=..., written per host; optional) and is passed only when set.
+Environment=NODE_NAME=%H
+PodmanArgs=--env NODE_IP
 # SELinux's container_t may refuse the datapath's netlink family and the tap devices; holding
 # SYS_MODULE and the host's network, the container gains little from it, so it runs unconfined.
 SecurityLabelDisable=true
@@ -34,8 +39,12 @@ HealthInterval=10s
 HealthTimeout=3s
 HealthRetries=3
 HealthStartPeriod=30s
+# systemd counts the service started once the health check passes, not when the container
+# starts (Podman 5; Fedora CoreOS ships it).
+Notify=healthy
 
 [Service]
+EnvironmentFile=-/etc/ovs-appliance/environment
 Restart=always
 # The first start pulls the image.
 TimeoutStartSec=900
@@ -62,10 +71,13 @@ After=docker.service network-online.target systemd-modules-load.service
 Conflicts=ovs-appliance.service
 
 [Service]
+# NODE_IP=... for a config that names ${{NODE_IP}} (optional; NODE_NAME is the host's name)
+EnvironmentFile=-/etc/ovs-appliance/environment
 ExecStartPre=-/usr/bin/docker rm --force ovs-appliance
 ExecStart=/usr/bin/docker run --rm --name ovs-appliance --net host \\
   --cap-add NET_ADMIN --cap-add SYS_MODULE --cap-add SYS_NICE --device /dev/net/tun \\
   --security-opt label=disable \\
+  --env NODE_NAME=%H --env NODE_IP \\
   -v ovs-appliance-db:/etc/openvswitch \\
   -v /etc/ovs-appliance:/etc/ovs-appliance:ro \\
   -v /lib/modules:/lib/modules:ro \\

@@ -21,10 +21,6 @@ const HOST_DB_DIR: &str = "/var/lib/ovs-appliance";
 /// Where the config is mounted: the appliance's default path.
 const CONFIG_DIR: &str = "/etc/ovs-appliance";
 
-/// What the DaemonSet passes from the downward API, and the stand-ins `validate` uses for them
-/// when the manifests are printed (the config is checked as a pod will read it).
-pub const NODE_VARIABLES: [(&str, &str); 2] = [("NODE_IP", "192.0.2.1"), ("NODE_NAME", "node-1")];
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid image reference {0:?}: expected registry/name[:tag][@digest] without spaces")]
@@ -57,13 +53,7 @@ pub fn render(
     namespace: &str,
     part: Part,
 ) -> Result<String, Error> {
-    let env = |name: &str| {
-        NODE_VARIABLES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_string())
-    };
-    let config = Config::from_toml_with(config_toml, origin, &env)?;
+    let config = Config::from_toml_with(config_toml, origin, &config::host_stand_in)?;
     crate::ignition::check_image(image).map_err(|_| Error::Image(image.to_string()))?;
     check_namespace(namespace)?;
     let docs = match part {

@@ -1,4 +1,5 @@
-//! The checks of what the README promises about `docker run` and the compose stack.
+//! The checks of what the README promises about `docker run` and the compose stack (by compose
+//! v1 and by compose v2).
 
 use crate::{check, Ctx, IMAGE};
 use std::process::Command;
@@ -35,9 +36,50 @@ pub fn all(ctx: &Ctx, failures: &mut Vec<String>) {
     check(
         ctx,
         failures,
-        "compose: up -d brings the bridge up, down removes the stack",
-        || compose_up_down(ctx),
+        "compose v1 (docker-compose): up -d brings the bridge up, healthy; down removes the stack",
+        || compose_up_down(ctx, Compose::V1),
     );
+    check(
+        ctx,
+        failures,
+        "compose v2 (docker compose): up -d brings the bridge up, healthy; down removes the stack",
+        || compose_up_down(ctx, Compose::V2),
+    );
+}
+
+/// Compose v1 (Python, Debian 12's `docker-compose`) or v2 (Go, the `docker compose` plugin:
+/// Debian trixie's, from the root scripts/trixie-tools makes).
+#[derive(Clone, Copy, Debug)]
+enum Compose {
+    V1,
+    V2,
+}
+
+impl Compose {
+    /// The command that runs this compose against the tier's engine; None after a skip.
+    fn command(self, ctx: &Ctx) -> Option<Command> {
+        match self {
+            Compose::V1 => {
+                let mut cmd = Command::new("docker-compose");
+                ctx.engine.env(&mut cmd);
+                Some(cmd)
+            }
+            Compose::V2 => {
+                let root = crate::deploy::trixie_tools()?;
+                crate::deploy::install_compose_v2(&ctx.engine.dir.join("client"), &root);
+                let mut cmd = ctx.engine.docker_cmd();
+                cmd.arg("compose");
+                Some(cmd)
+            }
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Compose::V1 => "v1",
+            Compose::V2 => "v2",
+        }
+    }
 }
 
 fn config_mount(dir: &std::path::Path) -> String {
@@ -253,16 +295,39 @@ fn lifecycle(ctx: &Ctx, failures: &mut Vec<String>) {
     ctx.delete_links(&devices);
 }
 
-fn compose_up_down(ctx: &Ctx) {
-    let bridge = format!("{}cb", ctx.tag);
-    let cfg = ctx.config_dir("compose", &format!("[[bridges]]\nname = \"{bridge}\"\n"));
+/// The compose stack under the tier's engine, as README says to run it: `up -d`, the bridge of
+/// its config appears and the container turns healthy; `stop` exits 0; `down --volumes` leaves
+/// no container, volume or network of the project.
+fn compose_up_down(ctx: &Ctx, which: Compose) {
+    let v = which.short();
+    let Some(mut probe) = which.command(ctx) else {
+        return;
+    };
+    let version = crate::common::run(probe.arg("version"), Duration::from_secs(30));
+    let version = String::from_utf8_lossy(&version.stdout);
+    let version = version
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let major = if version.contains("version 1.") {
+        "v1"
+    } else {
+        "v2"
+    };
+    assert_eq!(major, v, "{version}");
+    let bridge = format!("{}c{v}", ctx.tag);
+    let cfg = ctx.config_dir(
+        &format!("compose-{v}"),
+        &format!("[[bridges]]\nname = \"{bridge}\"\n"),
+    );
     let modules = ctx.dir.path().join("no-modules");
     std::fs::create_dir_all(&modules).unwrap();
-    let project = format!("{}c", ctx.tag);
+    let project = format!("{}c{v}", ctx.tag);
     let file = crate::deploy::repo().join("compose/ovs-appliance/compose.yaml");
     let compose = |args: &[&str]| {
-        let mut cmd = Command::new("docker-compose");
-        ctx.engine.env(&mut cmd);
+        let mut cmd = which.command(ctx).unwrap();
         cmd.arg("--file")
             .arg(&file)
             .args(["--project-name", &project])
@@ -272,20 +337,36 @@ fn compose_up_down(ctx: &Ctx) {
             // This machine has no /lib/modules; the engine would create it on the host.
             .env("OVS_APPLIANCE_MODULES", &modules);
         let out = crate::common::run(&mut cmd, Duration::from_secs(120));
-        assert!(out.status.success(), "docker-compose {args:?}: {out:?}");
+        assert!(out.status.success(), "compose {v} {args:?}: {out:?}");
     };
+    let name = "ovs-appliance";
+    let began = Instant::now();
     compose(&["up", "-d"]);
+    let up = began.elapsed();
     let took = ctx.wait_links(std::slice::from_ref(&bridge), Duration::from_secs(30));
+    crate::common::wait_for(Duration::from_secs(60), "health status healthy", || {
+        let s = ctx
+            .engine
+            .docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", name]);
+        (s == "healthy").then_some(())
+    });
     ctx.note(format!(
-        "compose: bridge present {:.0} ms after `up -d` returned",
-        took.as_secs_f64() * 1e3
+        "compose {v} ({version}): `up -d` returned in {:.1} s, bridge present {:.0} ms later, healthy {:.1} s after `up -d`",
+        up.as_secs_f64(),
+        took.as_secs_f64() * 1e3,
+        began.elapsed().as_secs_f64()
     ));
     compose(&["stop"]);
-    let code = ctx.wait_exit("ovs-appliance", Duration::from_secs(20));
-    assert_eq!(code, 0, "{}", ctx.logs("ovs-appliance"));
+    let code = ctx.wait_exit(name, Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", ctx.logs(name));
     compose(&["down", "--volumes"]);
     let label = format!("label=com.docker.compose.project={project}");
     assert_eq!(ctx.engine.docker_ok(&["ps", "-aq", "--filter", &label]), "");
+    assert_eq!(
+        ctx.engine
+            .docker_ok(&["network", "ls", "-q", "--filter", &label]),
+        ""
+    );
     assert_eq!(
         ctx.engine
             .docker_ok(&["volume", "ls", "-q", "--filter", "name=ovs-appliance-db"]),

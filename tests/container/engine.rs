@@ -165,17 +165,7 @@ impl Engine {
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
             let _ = self.docker(&["rm", "-f", "-v", id]);
         }
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut child, Duration::from_secs(30));
         self.kill_leftovers();
     }
 
@@ -186,17 +176,7 @@ impl Engine {
         let Some(mut child) = self.dockerd.take() else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut child, Duration::from_secs(60));
         let net_ns = self.net_ns.take();
         self.kill_leftovers();
         self.net_ns = net_ns;
@@ -243,6 +223,21 @@ fn engine_mnt_ns(pid: i32) -> u64 {
     ) {
         (true, Some(engine), Some(own)) if engine != own => engine,
         _ => 0,
+    }
+}
+
+/// SIGTERM to dockerd by its pid, then up to `grace` for it to exit, then SIGKILL.
+fn terminate(child: &mut Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -4,7 +4,7 @@
 //! promises: exit 77 without NET_ADMIN, bridges programmed and visible from the host, `docker
 //! exec ovs-vsctl show`, healthy, a clean and fast `docker stop`, a database volume that outlives
 //! its container, the netdev fallback and exit 69 for `datapath = "system"`, and the compose
-//! stack up and down; then the same image under Podman. Then measures `docker run` to a 10-port bridge, and TCP through the
+//! stack up and down by compose v1 and by compose v2; then the same image under Podman. Then measures `docker run` to a 10-port bridge, and TCP through the
 //! containerized OVS against OVS started by the appliance on the host.
 //!
 //! Every check runs and is reported (target/container-tier.txt) even when an earlier one failed.

@@ -105,6 +105,54 @@ pub fn on_path(bin: &str) -> bool {
         .any(|d| Path::new(d).join(bin).is_file())
 }
 
+/// The Debian trixie root that scripts/trixie-tools makes (run by scripts/install-deps):
+/// Podman 5 with its Quadlet generator, and Docker Compose v2. Debian 12 has neither.
+pub fn trixie_tools_dir() -> PathBuf {
+    let cache = std::env::var_os("OVS_APPLIANCE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/ovs-appliance"));
+    cache.join("trixie-tools")
+}
+
+/// The trixie root when scripts/trixie-tools has finished it (its stamp is written last);
+/// otherwise a skip by the one rule, and None.
+pub fn trixie_tools() -> Option<PathBuf> {
+    let root = trixie_tools_dir();
+    let mut missing = Vec::new();
+    if !root.join(".ovs-appliance-stamp").is_file() {
+        missing.push(format!(
+            "{} is not there: run scripts/trixie-tools (scripts/install-deps does)",
+            root.display()
+        ));
+    }
+    require(&missing).then_some(root)
+}
+
+/// Compose v2 in the trixie root: Debian's `docker-compose` 2.x, the Docker CLI plugin. It
+/// links only to glibc (2.34 or newer), so it runs on Debian 12 as it is.
+pub fn compose_v2_plugin(root: &Path) -> PathBuf {
+    root.join("usr/libexec/docker/cli-plugins/docker-compose")
+}
+
+/// Makes `docker compose` mean compose v2 for a client whose DOCKER_CONFIG is `config`: the
+/// plugin linked into `<config>/cli-plugins`, the first place the client looks.
+pub fn install_compose_v2(config: &Path, root: &Path) {
+    let plugins = config.join("cli-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let link = plugins.join("docker-compose");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(compose_v2_plugin(root), &link).unwrap();
+}
+
+/// Debian's docker client when there is one (the engine's own), else the first on PATH.
+pub fn docker_client() -> &'static str {
+    if Path::new("/usr/bin/docker").is_file() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    }
+}
+
 /// True when the test can run; else a skip by the one rule of `tests/skip/mod.rs`.
 pub fn require(missing: &[String]) -> bool {
     skip::can_run(missing)
