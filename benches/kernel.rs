@@ -64,6 +64,35 @@ fn main() -> Result<()> {
         );
     }
     let samples = samples(&boot);
+    // A part that ran but measured nothing is a failure, not a shorter table (a run where
+    // bench.sh's namespaces did not ping printed no iperf3 rows and still passed).
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "bench",
+            &[
+                "iperf3-ovs",
+                "iperf3-linux-bridge",
+                "cold-start-module-absent",
+            ],
+        ),
+        (
+            "bench-restarts",
+            &["kill9-vswitchd-restore", "kill9-vswitchd-no-restore"],
+        ),
+    ];
+    for (part, measures) in expected {
+        if scripts.iter().any(|s| s.name == *part) {
+            let missing: Vec<&str> = measures
+                .iter()
+                .copied()
+                .filter(|m| !samples.contains_key(*m))
+                .collect();
+            ensure!(
+                missing.is_empty(),
+                "the {part} part gave no figures for {missing:?} (the guest's LOG lines above say why)"
+            );
+        }
+    }
     println!(
         "kernel {}, binary {BIN}, VM {:.0} s; {}",
         root.release,
