@@ -26,6 +26,8 @@ mod proc;
 mod raw;
 #[path = "reconcile/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 #[path = "reconcile/workload.rs"]
 mod workload;
 

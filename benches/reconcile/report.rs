@@ -18,14 +18,7 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// The `p` quantile with linear interpolation (0.5: the median).
 pub fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let at = p * (s.len() - 1) as f64;
-    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (at - lo as f64)
+    crate::stats::quantile(v, p)
 }
 
 fn min(v: &[f64]) -> f64 {
