@@ -150,18 +150,12 @@ fn once(side: Side, n: usize) -> Result<(f64, Option<Vec<f64>>, usize)> {
 }
 
 fn preflight() -> Result<()> {
-    ensure!(nix::unistd::Uid::effective().is_root(), "needs root");
-    let path = std::env::var("PATH").unwrap_or_default();
-    for bin in [
+    proc::require(&[
         "ovsdb-server",
         "ovs-vswitchd",
         "ovsdb-tool",
         "ovs-vsctl",
         "ip",
-    ] {
-        let found = path.split(':').any(|d| Path::new(d).join(bin).is_file());
-        ensure!(found, "{bin} not on PATH");
-    }
-    ensure!(Path::new("/dev/net/tun").exists(), "/dev/net/tun missing");
+    ])?;
     Ok(())
 }

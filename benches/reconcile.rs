@@ -229,21 +229,15 @@ fn targets(
 }
 
 fn preflight() -> Result<()> {
-    ensure!(nix::unistd::Uid::effective().is_root(), "needs root");
-    let path = std::env::var("PATH").unwrap_or_default();
-    for bin in [
+    proc::require(&[
         "ovsdb-server",
         "ovs-vswitchd",
         "ovsdb-tool",
         "ovs-vsctl",
         "ip",
         "unshare",
-    ] {
-        let found = path.split(':').any(|d| Path::new(d).join(bin).is_file());
-        ensure!(found, "{bin} not on PATH");
-    }
+    ])?;
     let ovs_ctl = "/usr/share/openvswitch/scripts/ovs-ctl";
     ensure!(Path::new(ovs_ctl).is_file(), "{ovs_ctl} missing");
-    ensure!(Path::new("/dev/net/tun").exists(), "/dev/net/tun missing");
     Ok(())
 }

@@ -108,14 +108,8 @@ impl Bench {
 }
 
 fn preflight() -> Result<()> {
-    ensure!(nix::unistd::Uid::effective().is_root(), "needs root");
-    let path = std::env::var("PATH").unwrap_or_default();
-    for bin in [OVSDB, VSWITCHD, "ovsdb-tool", "ovs-vsctl", "ip", "unshare"] {
-        let found = path.split(':').any(|d| Path::new(d).join(bin).is_file());
-        ensure!(found, "{bin} not on PATH");
-    }
+    proc::require(&[OVSDB, VSWITCHD, "ovsdb-tool", "ovs-vsctl", "ip", "unshare"])?;
     ensure!(Path::new(OVS_CTL).is_file(), "{OVS_CTL} missing");
-    ensure!(Path::new("/dev/net/tun").exists(), "/dev/net/tun missing");
     Ok(())
 }
 

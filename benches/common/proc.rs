@@ -146,3 +146,15 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// What every bench here needs before it starts: root, `bins` on PATH, /dev/net/tun.
+pub fn require(bins: &[&str]) -> Result<()> {
+    ensure!(nix::unistd::Uid::effective().is_root(), "needs root");
+    let path = std::env::var("PATH").unwrap_or_default();
+    for bin in bins {
+        let found = path.split(':').any(|d| Path::new(d).join(bin).is_file());
+        ensure!(found, "{bin} not on PATH");
+    }
+    ensure!(Path::new("/dev/net/tun").exists(), "/dev/net/tun missing");
+    Ok(())
+}
