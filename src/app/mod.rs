@@ -318,6 +318,7 @@ fn settings(config: &Config, outcome: &preflight::Outcome, paths: &HostPaths) ->
             recover_corrupt: config.ovs.recover_corrupt_db,
             allow_downgrade: config.ovs.allow_db_downgrade,
         },
+        kernel_datapath: outcome.datapath == Datapath::System,
         stamp_external_ids: vec![(DATAPATH_KEY.into(), outcome.datapath.to_string())],
         stamp_other_config: other_config,
         flows: supervisor::flows::Config {

@@ -22,6 +22,9 @@ pub(super) struct Ovs {
     pub layout: Layout,
     pub nice: Option<i32>,
     pub proc_root: PathBuf,
+    /// ovs-vswitchd runs the kernel datapath: held back early after boot (see
+    /// [`super::boot_clock`]).
+    pub kernel_datapath: bool,
     pub stamp: init::Stamp,
     pub claim: Claim,
     pub flows: Arc<Flows>,
@@ -71,6 +74,13 @@ impl Host for Ovs {
 
     fn ended(&mut self, daemon: Daemon, pid: u32) {
         stale::remove_ctl(&self.layout, daemon, pid);
+    }
+
+    fn vswitchd_hold(&self) -> Option<Duration> {
+        if !self.kernel_datapath {
+            return None;
+        }
+        super::boot_clock::hold(super::boot_clock::monotonic_now()?)
     }
 
     async fn flows_before_vswitchd(&mut self) {

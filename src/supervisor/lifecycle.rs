@@ -45,6 +45,9 @@ pub(super) trait Host {
     fn ask_exit(&self, daemon: Daemon, pid: u32) -> impl Future<Output = bool>;
     /// A daemon's end was seen: remove what it could not (its control socket after SIGKILL).
     fn ended(&mut self, daemon: Daemon, pid: u32);
+    /// How long ovs-vswitchd has to be held back before it may start (see
+    /// [`super::boot_clock`]); `None`: start it now.
+    fn vswitchd_hold(&self) -> Option<Duration>;
     /// Before ovs-vswitchd is spawned: `flow-restore-wait` stamped when there are flows to
     /// restore (see [`super::flows`]).
     fn flows_before_vswitchd(&mut self) -> impl Future<Output = ()>;
@@ -123,6 +126,7 @@ impl Supervisor<Ovs> {
             layout: settings.layout,
             nice: settings.nice,
             proc_root: settings.proc_root,
+            kernel_datapath: settings.kernel_datapath,
             stamp,
             claim,
         };
@@ -203,6 +207,16 @@ impl<H: Host> Supervisor<H> {
             self.init_row().await?;
         }
         if self.vswitchd.is_none() {
+            if let Some(hold) = self.host.vswitchd_hold() {
+                warn!(
+                    hold_ms = hold.as_millis() as u64,
+                    "the host's monotonic clock is under 10 s: an ovs-vswitchd started now counts 0 CPU cores until it passes 10 s, and on the kernel datapath runs no upcall handler (every packet that misses its flow cache is dropped); holding it back until then"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(hold) => {}
+                    _ = recv(shutdown) => return Err(Stop::Shutdown),
+                }
+            }
             // flow-restore-wait before the spawn (it is read only at start), the restore once
             // it answers, then the flag cleared.
             self.host.flows_before_vswitchd().await;

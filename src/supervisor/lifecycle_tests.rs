@@ -25,6 +25,8 @@ struct World {
     /// Daemons whose main thread is on CPU.
     working: HashSet<Daemon>,
     ticks: HashMap<u32, u64>,
+    /// What `vswitchd_hold` answers (the host's clock early after boot).
+    hold: Option<Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -150,6 +152,10 @@ impl Host for Fake {
 
     fn ended(&mut self, daemon: Daemon, _pid: u32) {
         self.note(format!("ended {}", daemon.name()));
+    }
+
+    fn vswitchd_hold(&self) -> Option<Duration> {
+        self.0.borrow().hold
     }
 
     async fn flows_before_vswitchd(&mut self) {
@@ -468,4 +474,65 @@ async fn a_busy_daemon_is_up_busy_and_kept_and_a_hung_one_is_restarted() {
     assert!(result.is_ok());
     assert_eq!(fake.count("spawn ovs-vswitchd"), 2);
     assert_eq!(fake.count("SIGKILL ovs-vswitchd"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_after_boot_vswitchd_is_held_back_and_ovsdb_server_is_not() {
+    let fake = Fake::default();
+    fake.0.borrow_mut().hold = Some(Duration::from_secs(7));
+    let Rig {
+        fake,
+        sup,
+        stop,
+        mut shutdown,
+        mut ready,
+        ..
+    } = rig(fake, timing());
+    let driver = async {
+        up(&mut ready, 1).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(sup.run(&mut shutdown), driver);
+    assert!(result.is_ok());
+    let db = fake.times("spawn ovsdb-server")[0];
+    let vs = fake.times("spawn ovs-vswitchd")[0];
+    assert!(db < Duration::from_secs(1), "{db:?}");
+    assert!(
+        vs - db >= Duration::from_secs(7),
+        "ovsdb-server at {db:?}, ovs-vswitchd at {vs:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_the_hold_ends_without_starting_vswitchd() {
+    let fake = Fake::default();
+    fake.0.borrow_mut().hold = Some(Duration::from_secs(7));
+    let Rig {
+        fake,
+        sup,
+        stop,
+        mut shutdown,
+        ..
+    } = rig(fake, timing());
+    let driver = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(sup.run(&mut shutdown), driver);
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(fake.count("spawn ovs-vswitchd"), 0, "{:?}", fake.events());
+    assert!(
+        fake.pid_of(Daemon::OvsdbServer).is_none(),
+        "ovsdb-server left running"
+    );
+    let ended = fake
+        .0
+        .borrow()
+        .began
+        .map(|b| b.elapsed())
+        .unwrap_or_default();
+    assert!(
+        ended < Duration::from_secs(7),
+        "the stop waited for the hold: {ended:?}"
+    );
 }

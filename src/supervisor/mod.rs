@@ -5,6 +5,7 @@
 //! ports (that is reconcile's) and reads nothing of the host beyond /proc of its children.
 
 mod backoff;
+pub(crate) mod boot_clock;
 mod claim;
 mod daemon;
 mod daemon_log;
@@ -103,6 +104,9 @@ pub struct Settings {
     pub timing: SupervisorConfig,
     /// What may be done to a damaged or newer database.
     pub db_policy: DbPolicy,
+    /// The datapath is the kernel's (ovs-vswitchd is held back early after boot, see
+    /// [`boot_clock`]).
+    pub kernel_datapath: bool,
     /// external_ids and other_config keys stamped on the Open_vSwitch row before vswitchd starts.
     pub stamp_external_ids: Vec<(String, String)>,
     pub stamp_other_config: Vec<(String, String)>,

@@ -5,7 +5,8 @@
 //! (`auto`, and the container's view with and without SYS_MODULE and /lib/modules), `check`
 //! leaving the kernel as it was, traffic on the kernel datapath (veth, internal port, VLAN access
 //! and trunk, patch, LACP bond, VXLAN and Geneve between two appliances), and kill -9 of ovs-vswitchd
-//! under a 10 ms ping. Each case comes back as a `CASE <name> PASS|FAIL <detail>` line on the
+//! under a 10 ms ping, and ovs-vswitchd started early after boot (a monotonic clock under 10 s)
+//! passing traffic. Each case comes back as a `CASE <name> PASS|FAIL <detail>` line on the
 //! second serial port; this test asserts every one and reports them all
 //! (target/kernel-tier.txt) when any fails.
 
@@ -78,6 +79,12 @@ const GROUPS: &[Group] = &[
         script: "restart",
         limit_s: 90,
         cases: &["kill9-vswitchd-under-ping"],
+    },
+    // Case 6.
+    Group {
+        script: "bootclock",
+        limit_s: 90,
+        cases: &["early-clock-traffic"],
     },
 ];
 

@@ -97,7 +97,14 @@ TOML
   app_start iperf
   app_wait_ready iperf 120 || { say "LOG bench: $WHY"; return 1; }
   [ "$(dp_type iperf br-o)" = system ] || { say "LOG bench: br-o is not on the kernel datapath"; return 1; }
-  ping_ok h1 10.80.0.2 >/dev/null && ping_ok h1 10.81.0.2 >/dev/null || { say "LOG bench: no ping"; return 1; }
+  local via
+  for via in 10.80.0.2:br-o 10.81.0.2:br-l; do
+    ping_ok h1 "${via%%:*}" >/dev/null || {
+      say "LOG bench: no ping through ${via#*:} (${via%%:*}): $(ip -br link | tr '\n' ' ') / $(vsctl iperf show | tr '\n' ' ')"
+      say "LOG bench: $(appctl iperf dpctl/show | grep -o 'lookups:.*lost:[0-9]*'); ovs-vswitchd said: $(grep -o 'n-handler-threads to [0-9]*' "$(dir_of iperf)/log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+      return 1
+    }
+  done
   ip netns exec h2 iperf3 -s -D --logfile /dev/null
   sleep 0.5
   local run first second path mbps
