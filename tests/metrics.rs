@@ -133,6 +133,13 @@ fn a_real_scrape_is_clean_complete_and_counts_traffic() {
         let s = line.rsplit_once(' ').unwrap().0;
         assert!(series.insert(s), "duplicate series {s}");
     }
+    // The heap in use is the allocator's count: a few MiB here, not a constant or a page count.
+    let heap = value(&text, "ovs_appliance_heap_in_use_bytes", &[]).expect("heap in use");
+    let rss = value(&text, "process_resident_memory_bytes", &[]).expect("resident memory");
+    assert!(
+        heap > 1e6 && heap < 4.0 * rss,
+        "heap in use {heap} bytes against {rss} resident"
+    );
     // Every collector succeeded; no uuid anywhere.
     for s in samples(&text) {
         if s.name == "ovs_appliance_collector_success" {

@@ -227,6 +227,21 @@ impl Instance {
         };
         Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
+
+    /// The appliance's resident memory split as the kernel counts it: anonymous (heap, stacks)
+    /// and file-backed (the binary and libraries), in bytes.
+    pub fn appliance_rss_split(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.appliance_pid()?))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("{name} in status"))?;
+            let kb: u64 = line.split_whitespace().nth(1).context("value")?.parse()?;
+            Ok(kb * 1024)
+        };
+        Ok((field("RssAnon:")?, field("RssFile:")?))
+    }
 }
 
 impl Drop for Instance {

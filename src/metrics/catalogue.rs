@@ -87,6 +87,10 @@ pub const PROCESS_RSS: Spec = gauge(
     "process_resident_memory_bytes",
     "Resident memory of the appliance process itself.",
 );
+pub const HEAP: Spec = gauge(
+    "ovs_appliance_heap_in_use_bytes",
+    "Heap memory the appliance has allocated and not freed; resident memory beyond it is the binary, stacks and freed memory not yet given back.",
+);
 pub const PROCESS_FDS: Spec = gauge(
     "process_open_fds",
     "Open file descriptors of the appliance process itself.",
@@ -298,6 +302,7 @@ pub const ALL: &[&Spec] = &[
     &DAEMON_FDS,
     &PROCESS_CPU,
     &PROCESS_RSS,
+    &HEAP,
     &PROCESS_FDS,
     &PROCESS_START_TIME,
     &RECONCILE_RUNS,

@@ -44,6 +44,9 @@ pub fn collect(state: &State, proc_root: &Path, units: Units, out: &mut Families
             out.add(&c::PROCESS_CPU, &[], me.cpu_seconds);
             out.add(&c::PROCESS_RSS, &[], me.resident_bytes as f64);
             out.add(&c::PROCESS_FDS, &[], me.open_fds as f64);
+            if let Some(bytes) = super::heap::in_use() {
+                out.add(&c::HEAP, &[], bytes as f64);
+            }
             if let Some(boot) = procfs::boot_time(proc_root) {
                 let start = boot as f64 + me.start_ticks as f64 / units.ticks_per_second as f64;
                 out.add(&c::PROCESS_START_TIME, &[], start);

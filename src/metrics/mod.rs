@@ -58,6 +58,7 @@ impl Metrics {
         proc_root: PathBuf,
         state: StateRx,
     ) -> Arc<Metrics> {
+        heap::tune();
         Arc::new(Metrics {
             listen: config.listen,
             refresh: config.refresh_interval.0,
@@ -154,7 +155,11 @@ impl Metrics {
 
 impl Endpoints for Metrics {
     fn metrics(&self) -> String {
-        self.render()
+        let body = self.render();
+        // The render's working buffers are freed by now; the body itself is a block of its
+        // own (see heap::tune), unmapped once it is sent.
+        heap::give_back();
+        body
     }
 
     /// 200 while both daemons answer their health checks.
