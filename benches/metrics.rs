@@ -350,10 +350,8 @@ fn main() -> Result<()> {
     println!();
     println!("Where the {INTERFACES}-interface RSS is (the kernel's split from /proc, then one scrape's `ovs_appliance_heap_in_use_bytes`; anonymous beyond the heap in use is stacks and freed memory not given back):");
     println!();
-    println!(
-        "| moment | RSS anonymous | RSS file-backed | heap in use | heap freed, held by malloc |"
-    );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| moment | RSS anonymous | RSS file-backed | heap in use |");
+    println!("| --- | --- | --- | --- |");
     for (moment, s) in [
         ("idle, before any scrape", &split_idle),
         ("6 s after the scrapes", &split_later),
