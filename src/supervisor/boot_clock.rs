@@ -26,17 +26,10 @@ pub fn hold(now: Duration) -> Option<Duration> {
 /// CLOCK_MONOTONIC as ovs-vswitchd reads it (in this process's time namespace, which its
 /// children share).
 pub fn monotonic_now() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the pointer it is given, which is valid.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        return None;
-    }
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
     Some(Duration::new(
-        u64::try_from(ts.tv_sec).ok()?,
-        u32::try_from(ts.tv_nsec).ok()?,
+        u64::try_from(ts.tv_sec()).ok()?,
+        u32::try_from(ts.tv_nsec()).ok()?,
     ))
 }
 
