@@ -89,16 +89,21 @@ fn cpu_now(inst: &Instance) -> Result<f64> {
     Ok(inst.appliance_cpu_seconds()? + children_cpu())
 }
 
+/// One `GET /metrics` from inside the instance's namespace, as Prometheus makes it.
+fn get_metrics(inst: &Instance) -> Result<String> {
+    http::in_netns(inst.ns(), || -> Result<String> {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", instance::PORT))?;
+        let r = http::request_on(stream, "GET", "/metrics").context("no response")?;
+        ensure!(r.status == 200, "/metrics answered {}", r.status);
+        Ok(r.body)
+    })
+}
+
 fn scrape(inst: &Instance, side: Side) -> Result<Scrape> {
     let cpu0 = cpu_now(inst)?;
     let began = Instant::now();
     let bytes = match side {
-        Side::Http => http::in_netns(inst.ns(), || -> Result<usize> {
-            let stream = std::net::TcpStream::connect(("127.0.0.1", instance::PORT))?;
-            let r = http::request_on(stream, "GET", "/metrics").context("no response")?;
-            ensure!(r.status == 200, "/metrics answered {}", r.status);
-            Ok(r.body.len())
-        })?,
+        Side::Http => get_metrics(inst)?.len(),
         // Spawned from a thread in the namespace, so curl starts there (no `ip netns exec`).
         Side::Curl => http::in_netns(inst.ns(), || -> Result<usize> {
             let url = format!("http://127.0.0.1:{}/metrics", instance::PORT);
@@ -182,12 +187,7 @@ fn idle(inst: &Instance, secs: u64) -> Result<Idle> {
 /// after the RSS it explains was read. Its process family is rendered first, before the
 /// scrape's own buffers grow.
 fn heap_in_use(inst: &Instance) -> Result<u64> {
-    let body = http::in_netns(inst.ns(), || -> Result<String> {
-        let stream = std::net::TcpStream::connect(("127.0.0.1", instance::PORT))?;
-        let r = http::request_on(stream, "GET", "/metrics").context("no response")?;
-        ensure!(r.status == 200, "/metrics answered {}", r.status);
-        Ok(r.body)
-    })?;
+    let body = get_metrics(inst)?;
     let line = body
         .lines()
         .find_map(|l| l.strip_prefix("ovs_appliance_heap_in_use_bytes "))

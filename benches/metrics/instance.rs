@@ -214,33 +214,32 @@ impl Instance {
         Ok(total)
     }
 
-    /// VmRSS and VmHWM of the appliance process, in bytes.
-    pub fn appliance_memory(&self) -> Result<(u64, u64)> {
+    /// Fields of the appliance's /proc/PID/status (given in kB there), in bytes.
+    fn appliance_status_bytes<const N: usize>(&self, names: [&str; N]) -> Result<[u64; N]> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.appliance_pid()?))?;
-        let field = |name: &str| -> Result<u64> {
+        let mut out = [0; N];
+        for (value, name) in out.iter_mut().zip(names) {
             let line = status
                 .lines()
                 .find(|l| l.starts_with(name))
                 .with_context(|| format!("{name} in status"))?;
             let kb: u64 = line.split_whitespace().nth(1).context("value")?.parse()?;
-            Ok(kb * 1024)
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+            *value = kb * 1024;
+        }
+        Ok(out)
+    }
+
+    /// VmRSS and VmHWM of the appliance process, in bytes.
+    pub fn appliance_memory(&self) -> Result<(u64, u64)> {
+        let [rss, peak] = self.appliance_status_bytes(["VmRSS:", "VmHWM:"])?;
+        Ok((rss, peak))
     }
 
     /// The appliance's resident memory split as the kernel counts it: anonymous (heap, stacks)
     /// and file-backed (the binary and libraries), in bytes.
     pub fn appliance_rss_split(&self) -> Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.appliance_pid()?))?;
-        let field = |name: &str| -> Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("{name} in status"))?;
-            let kb: u64 = line.split_whitespace().nth(1).context("value")?.parse()?;
-            Ok(kb * 1024)
-        };
-        Ok((field("RssAnon:")?, field("RssFile:")?))
+        let [anon, file] = self.appliance_status_bytes(["RssAnon:", "RssFile:"])?;
+        Ok((anon, file))
     }
 }
 

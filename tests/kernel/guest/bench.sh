@@ -101,7 +101,7 @@ TOML
   for via in 10.80.0.2:br-o 10.81.0.2:br-l; do
     ping_ok h1 "${via%%:*}" >/dev/null || {
       say "LOG bench: no ping through ${via#*:} (${via%%:*}): $(ip -br link | tr '\n' ' ') / $(vsctl iperf show | tr '\n' ' ')"
-      say "LOG bench: $(appctl iperf dpctl/show | grep -o 'lookups:.*lost:[0-9]*'); ovs-vswitchd said: $(grep -o 'n-handler-threads to [0-9]*' "$(dir_of iperf)/log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+      say "LOG bench: $(appctl iperf dpctl/show | grep -o 'lookups:.*lost:[0-9]*'); handler counts set: $(handler_counts "$(dir_of iperf)/log")"
       return 1
     }
   done

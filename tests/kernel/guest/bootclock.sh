@@ -28,11 +28,11 @@ TOML
   log=$(dir_of early)/log
   expect "the appliance did not hold ovs-vswitchd back" grep -q 'holding it back' "$log" || return 1
   expect "br-e is not on the kernel datapath" [ "$(dp_type early br-e)" = system ] || return 1
-  expect "ovs-vswitchd ran without upcall handlers: $(grep -o 'n-handler-threads to [0-9]*' "$log" | sort | uniq -c | tr '\n' ' ')" \
+  expect "ovs-vswitchd ran without upcall handlers (handler counts set: $(handler_counts "$log"))" \
     sh -c "! grep -q 'n-handler-threads to 0' '$log'" || return 1
   expect "ovs-vswitchd never said how many handlers it runs" grep -q 'n-handler-threads to [1-9]' "$log" || return 1
   expect "ea cannot ping eb right after ready" ping_ok ea 10.65.0.2 || return 1
-  DETAIL="monotonic clock offset $offset s (2-3 s at the start); ready in $READY_S s; $(grep -o 'hold_ms=[0-9]*' "$log" | head -n 1); $(grep -o 'n-handler-threads to [0-9]*' "$log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+  DETAIL="monotonic clock offset $offset s (2-3 s at the start); ready in $READY_S s; $(grep -o 'hold_ms=[0-9]*' "$log" | head -n 1); handler counts set: $(handler_counts "$log")"
   # unshare(1) is the recorded pid; the appliance is its child.
   app=$(pgrep -P "$(app_pid early)")
   [ -n "$app" ] && kill -TERM "$app"

@@ -158,6 +158,8 @@ appctl() {
   shift
   ovs-appctl --timeout=20 -t "$(dir_of "$name")/run/ovs-vswitchd.$(vswitchd_pid "$name").ctl" "$@"
 }
+# handler_counts LOG: how often ovs-vswitchd's log set each upcall handler count ("2 to 0;1 to 2;").
+handler_counts() { grep -o 'n-handler-threads to [0-9]*' "$1" | sed 's/n-handler-threads //' | sort | uniq -c | tr -s ' ' | tr '\n' ';'; }
 dp_type() { vsctl "$1" get bridge "$2" datapath_type | tr -d '"'; }
 
 # Kills whatever appliance a case left running, its daemons, namespaces and the module.
