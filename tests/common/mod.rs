@@ -254,7 +254,14 @@ impl Appliance {
             "ovs-vsctl show and ovs-vswitchd",
             || {
                 assert!(self.still_running(), "appliance exited:\n{}", self.log());
-                let vswitchd = self.pid("ovs-vswitchd")?;
+                // Only this appliance's own daemons count: after a kill -9 its predecessor's
+                // go on answering until the new one has stopped them.
+                let me = self.appliance_pid() as i32;
+                let vswitchd = self
+                    .pid("ovs-vswitchd")
+                    .filter(|p| parent(*p) == Some(me))?;
+                self.pid("ovsdb-server")
+                    .filter(|p| parent(*p) == Some(me))?;
                 (self.vsctl_ok(&["show"]) && self.appctl_ok(vswitchd, "ovs-vswitchd", &["version"]))
                     .then_some(())
             },
@@ -366,6 +373,11 @@ pub fn is_process(pid: i32, comm: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The parent of `pid`, from /proc.
+pub fn parent(pid: i32) -> Option<i32> {
+    proc_stat(pid).map(|p| p.ppid)
+}
+
 pub struct Proc {
     pub pid: i32,
     pub ppid: i32,
@@ -379,15 +391,16 @@ pub fn processes() -> Vec<Proc> {
     };
     entries
         .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            // The command name is in parentheses and may hold spaces: split after the last ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let mut fields = rest.split(' ');
-            let state = fields.next()?.chars().next()?;
-            let ppid = fields.next()?.parse().ok()?;
-            Some(Proc { pid, ppid, state })
-        })
+        .filter_map(|e| proc_stat(e.file_name().to_str()?.parse().ok()?))
         .collect()
+}
+
+/// One process's state and parent, from /proc/<pid>/stat.
+fn proc_stat(pid: i32) -> Option<Proc> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Proc { pid, ppid, state })
 }
