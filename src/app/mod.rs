@@ -4,6 +4,7 @@
 mod commands;
 mod deploy;
 mod http_probe;
+mod links;
 mod signals;
 mod tasks;
 
