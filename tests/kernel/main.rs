@@ -181,6 +181,12 @@ fn judge(root: &vm::Root, boot: &vm::Boot, expected: &[&str]) -> (String, Vec<St
             ""
         }
     );
+    if let Some(console) = &boot.hung {
+        let _ = writeln!(
+            report,
+            "a first boot hung before the guest's init ran and was killed; its console:\n{console}"
+        );
+    }
     for line in boot.prefixed("BOOT ") {
         let _ = writeln!(report, "boot: {line}");
     }
