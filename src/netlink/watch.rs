@@ -11,11 +11,9 @@
 //! it changes the device's flags (promiscuous mode) as read-modify-write from a copy of the
 //! flags that may predate our change (seen here: 13 of 100 devices). So every notification of
 //! a named device is acted on, not only its first: the last one before the change is applied
-//! decides.
-//!
-//! The caller's pass after the wait skips only the devices [`LinkWatch::known_up`] names. When
-//! the queue lost notifications (the kernel drops them when a socket's buffer is full, and
-//! reports ENOBUFS) it names none, and the pass reads every device as it did without a watch.
+//! decides. What the queue lost (the kernel drops notifications
+//! when a socket's buffer is full, and reports ENOBUFS) is left to the caller's pass over a
+//! dump of every device, which runs after this either way.
 
 use super::Netlink;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
