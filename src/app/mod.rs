@@ -4,7 +4,6 @@
 mod commands;
 mod deploy;
 mod http_probe;
-mod links;
 mod signals;
 mod tasks;
 

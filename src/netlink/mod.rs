@@ -15,7 +15,7 @@ pub use changes::address_changes;
 pub use cidr::IpCidr;
 pub use fake::{Call, FakeNetlink};
 pub use rtnl::Rtnetlink;
-pub use watch::{LinkWatch, Watched};
+pub use watch::LinkWatch;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -5,13 +5,7 @@
 //! reconfiguration that ends with `cur_cfg` reaching `next_cfg`. The kernel queues an
 //! RTM_NEWLINK on every socket in the link group as it registers a device, so by the time the
 //! change is seen applied, every device it made is in this socket's queue: [`LinkWatch::drain`]
-//! then handles the rest without waiting.
-//!
-//! A device set up early can be taken down again while ovs-vswitchd is still adding its port:
-//! it changes the device's flags (promiscuous mode) as read-modify-write from a copy of the
-//! flags that may predate our change (seen here: 13 of 100 devices). So every notification of
-//! a named device is acted on, not only its first: the last one before the change is applied
-//! decides. What the queue lost (the kernel drops notifications
+//! then handles the rest without waiting. What the queue lost (the kernel drops notifications
 //! when a socket's buffer is full, and reports ENOBUFS) is left to the caller's pass over a
 //! dump of every device, which runs after this either way.
 
@@ -22,7 +16,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{
     protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io;
 use tracing::{debug, warn};
 
@@ -31,25 +25,12 @@ const LINK_GROUP: u32 = 1;
 /// One read: notifications are datagrams of one or a few messages of about 1.5 KiB each.
 const DATAGRAM: usize = 64 * 1024;
 
-/// Devices named when the watch was opened, and what it did to them.
+/// Devices named when the watch was opened, not yet seen up.
 pub struct LinkWatch {
     socket: TokioSocket,
     wanted: BTreeSet<String>,
     buf: Vec<u8>,
-    /// Devices it set up, and how many times in all (more: taken down again meanwhile).
-    set_up: BTreeSet<String>,
-    set_ups: usize,
-    /// Each named device's admin state as its last notification (or our set up) left it.
-    up: BTreeMap<String, bool>,
-    /// Notifications were dropped: what `up` says may be out of date.
-    lost: bool,
-}
-
-/// What a watch did, for its log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watched {
-    pub devices: usize,
-    pub set_ups: usize,
+    set_up: usize,
 }
 
 impl LinkWatch {
@@ -62,34 +43,30 @@ impl LinkWatch {
             socket,
             wanted,
             buf: Vec::with_capacity(DATAGRAM),
-            set_up: BTreeSet::new(),
-            set_ups: 0,
-            up: BTreeMap::new(),
-            lost: false,
+            set_up: 0,
         })
     }
 
-    /// Sets named devices up as their notifications show them down; never returns (select it
-    /// against what is being waited for, then [`LinkWatch::drain`]).
+    /// Sets wanted devices up as their notifications arrive; never returns (select it against
+    /// what is being waited for, then [`LinkWatch::drain`]).
     pub async fn run<N: Netlink>(&mut self, netlink: &N) {
         while !self.wanted.is_empty() {
             self.buf.clear();
             match self.socket.recv(&mut self.buf).await {
                 Ok(()) => self.handle(netlink).await,
+                Err(e) if dropped(&e) => {}
                 Err(e) => {
-                    self.lost = true;
-                    if !dropped(&e) {
-                        debug!(%e, "link notifications: read failed; left to the pass after the wait");
-                        break;
-                    }
+                    debug!(%e, "link notifications: read failed; left to the pass after the wait");
+                    break;
                 }
             }
         }
         std::future::pending::<()>().await
     }
 
-    /// Handles what is queued now, without waiting for more. Returns what the watch did in all.
-    pub async fn drain<N: Netlink>(&mut self, netlink: &N) -> Watched {
+    /// Handles what is queued now, without waiting for more. Returns how many devices the
+    /// watch set up in all.
+    pub async fn drain<N: Netlink>(&mut self, netlink: &N) -> usize {
         while !self.wanted.is_empty() {
             self.buf.clear();
             let read = self
@@ -98,33 +75,15 @@ impl LinkWatch {
                 .recv(&mut self.buf, libc::MSG_DONTWAIT);
             match read.map(|_| ()) {
                 Ok(()) => self.handle(netlink).await,
+                Err(e) if dropped(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    self.lost = true;
-                    if !dropped(&e) {
-                        debug!(%e, "link notifications: read failed; left to the pass after the wait");
-                        break;
-                    }
+                    debug!(%e, "link notifications: read failed; left to the pass after the wait");
+                    break;
                 }
             }
         }
-        Watched {
-            devices: self.set_up.len(),
-            set_ups: self.set_ups,
-        }
-    }
-
-    /// The named devices known to be up by the notifications read so far; none once some were
-    /// dropped. Meant for after [`LinkWatch::drain`].
-    pub fn known_up(&self) -> BTreeSet<String> {
-        if self.lost {
-            return BTreeSet::new();
-        }
-        self.up
-            .iter()
-            .filter(|(_, up)| **up)
-            .map(|(name, _)| name.clone())
-            .collect()
+        self.set_up
     }
 
     async fn handle<N: Netlink>(&mut self, netlink: &N) {
@@ -132,27 +91,23 @@ impl LinkWatch {
             if !self.wanted.contains(&name) {
                 continue;
             }
-            let now_up = up
-                || match netlink.set_up(&name).await {
+            if !up {
+                match netlink.set_up(&name).await {
                     Ok(()) => {
-                        self.set_ups += 1;
+                        self.set_up += 1;
                         debug!(device = %name, "link set up as ovs-vswitchd created it");
-                        self.set_up.insert(name.clone());
-                        true
                     }
                     // Gone again, or not permitted: the dump pass after the wait says why.
-                    Err(e) => {
-                        warn!(device = %name, "{e}");
-                        false
-                    }
-                };
-            self.up.insert(name, now_up);
+                    Err(e) => warn!(device = %name, "{e}"),
+                }
+            }
+            self.wanted.remove(&name);
         }
     }
 }
 
 /// ENOBUFS: the kernel dropped notifications because the socket's buffer was full. Reading
-/// goes on; [`LinkWatch::known_up`] then knows nothing, and the caller's pass reads every device.
+/// goes on; the devices of the lost ones are left to the caller's pass over a dump.
 fn dropped(e: &io::Error) -> bool {
     let lost = e.raw_os_error() == Some(libc::ENOBUFS);
     if lost {

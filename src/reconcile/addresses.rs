@@ -9,7 +9,7 @@ use super::model::{Desired, DesiredPort};
 use super::session::Session;
 use super::watch::AfterPass;
 use crate::netlink::{address_changes, DeviceState, IpCidr, Netlink};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
@@ -86,25 +86,11 @@ impl<N: Netlink> Addresses<N> {
     /// exist yet are skipped (the next pass, or the status update that shows them, tries
     /// again). The devices are read once for all ports.
     pub async fn apply(&mut self, desired: &Desired) {
-        self.apply_knowing(desired, &BTreeSet::new()).await
-    }
-
-    /// [`Addresses::apply`], told which devices are known to exist and be up now (a
-    /// [`crate::netlink::LinkWatch`] saw them so after the change was applied): one of those
-    /// with no address to add or remove needs no look, and when no port needs one the devices
-    /// are not read at all.
-    pub async fn apply_knowing(&mut self, desired: &Desired, known_up: &BTreeSet<String>) {
         let before = self.record.clone();
+        let mut seen = Vec::new();
         let ports = internal_ports(desired);
-        let seen: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
-        let settled = |p: &DesiredPort| {
-            known_up.contains(&p.name)
-                && p.addresses.is_empty()
-                && !self.record.contains_key(&p.name)
-        };
-        let to_look: Vec<&DesiredPort> = ports.into_iter().filter(|p| !settled(p)).collect();
-        // Nothing to look at: nothing to read (the record may still have ports to forget).
-        let devices = if to_look.is_empty() {
+        // No internal port: nothing to read (the record may still have ports to forget).
+        let devices = if ports.is_empty() {
             Default::default()
         } else {
             match self.netlink.devices().await {
@@ -115,7 +101,8 @@ impl<N: Netlink> Addresses<N> {
                 }
             }
         };
-        for port in to_look {
+        for port in ports {
+            seen.push(port.name.clone());
             let Some(state) = devices.get(&port.name) else {
                 debug!(device = %port.name, "no such device yet: ovs-vswitchd has not created it");
                 continue;
@@ -211,7 +198,7 @@ fn internal_ports(desired: &Desired) -> Vec<&DesiredPort> {
 }
 
 /// The names of the devices [`Addresses::apply`] sets up (for a [`crate::netlink::LinkWatch`]).
-pub fn internal_port_names(desired: &Desired) -> BTreeSet<String> {
+pub fn internal_port_names(desired: &Desired) -> std::collections::BTreeSet<String> {
     internal_ports(desired)
         .into_iter()
         .map(|p| p.name.clone())
@@ -390,55 +377,5 @@ mod tests {
         hook.apply(&Desired::from_config(&config.unwrap(), Datapath::Netdev))
             .await;
         assert_eq!(hook.netlink().dumps(), 2);
-    }
-
-    #[tokio::test]
-    async fn devices_a_watch_saw_up_are_not_read_again_unless_they_have_addresses() {
-        let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("addresses.json");
-        let fake = FakeNetlink::new();
-        fake.add_device("mgmt0");
-        fake.set_up("mgmt0").await.unwrap();
-        fake.take_calls();
-        let known: BTreeSet<String> = ["mgmt0".to_string()].into();
-        let mut hook = Addresses::new(fake, record.clone());
-        // Known up, no address: nothing read, nothing asked.
-        hook.apply_knowing(&desired(""), &known).await;
-        assert_eq!(hook.netlink().dumps(), 0);
-        assert!(hook.netlink().take_calls().is_empty());
-        // Known up, but with an address to add: read and handled as ever.
-        hook.apply_knowing(&desired("\"192.0.2.1/24\""), &known)
-            .await;
-        assert_eq!(hook.netlink().dumps(), 1);
-        assert_eq!(
-            hook.netlink().take_calls(),
-            [Call::AddAddress {
-                device: "mgmt0".into(),
-                addr: cidr("192.0.2.1/24")
-            }]
-        );
-        // An address of ours is recorded: known up is not enough to skip the look that
-        // removes it once the config no longer names it.
-        hook.apply_knowing(&desired(""), &known).await;
-        assert_eq!(hook.netlink().dumps(), 2);
-        assert_eq!(
-            hook.netlink().take_calls(),
-            [Call::DelAddress {
-                device: "mgmt0".into(),
-                addr: cidr("192.0.2.1/24")
-            }]
-        );
-        // Not known up (the watch lost notifications, or never saw it): read and set up.
-        let fake = FakeNetlink::new();
-        fake.add_device("mgmt0");
-        let mut hook = Addresses::new(fake, record);
-        hook.apply_knowing(&desired(""), &BTreeSet::new()).await;
-        assert_eq!(hook.netlink().dumps(), 1);
-        assert_eq!(
-            hook.netlink().take_calls(),
-            [Call::SetUp {
-                device: "mgmt0".into()
-            }]
-        );
     }
 }
