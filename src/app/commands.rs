@@ -122,21 +122,7 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
     block_on_within("apply", APPLY_DEADLINE, async {
         let mut session = open(&config).await?;
         let desired = Desired::from_config(&config, datapath(&config, &session.observed(), kernel));
-        let netlink = crate::netlink::Rtnetlink::new();
-        // Opened before the transaction, so that it sees every device the change makes.
-        let mut watch = match &netlink {
-            Ok(_) => crate::netlink::LinkWatch::open(reconcile::internal_port_names(&desired))
-                .inspect_err(|e| tracing::debug!(%e, "link notifications unavailable"))
-                .ok(),
-            Err(_) => None,
-        };
-        let applied = match (&netlink, watch.as_mut()) {
-            (Ok(netlink), Some(watch)) => tokio::select! {
-                applied = reconcile::reconcile_once(&mut session, &desired, APPLY_TIMEOUT) => applied,
-                () = watch.run(netlink) => unreachable!("a link watch runs until dropped"),
-            },
-            _ => reconcile::reconcile_once(&mut session, &desired, APPLY_TIMEOUT).await,
-        }?;
+        let applied = reconcile::reconcile_once(&mut session, &desired, APPLY_TIMEOUT).await?;
         print_plan(&applied.plan);
         if let (Some(c), Some(a)) = (applied.committed, applied.applied) {
             println!(
@@ -146,17 +132,8 @@ pub fn apply(config_path: Option<&Path>, kernel: &KernelPaths) -> Result<(), Err
                 a.as_secs_f64() * 1e3
             );
         }
-        match netlink {
+        match crate::netlink::Rtnetlink::new() {
             Ok(netlink) => {
-                if let Some(watch) = watch.as_mut() {
-                    let early = watch.drain(&netlink).await;
-                    if early > 0 {
-                        tracing::info!(
-                            links = early,
-                            "set internal ports up as ovs-vswitchd created them"
-                        );
-                    }
-                }
                 let record = config.ovs.db_dir.join(super::ADDRESS_RECORD);
                 reconcile::Addresses::new(netlink, record)
                     .apply(&desired)

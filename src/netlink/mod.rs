@@ -9,13 +9,11 @@ mod changes;
 mod cidr;
 mod fake;
 mod rtnl;
-mod watch;
 
 pub use changes::address_changes;
 pub use cidr::IpCidr;
 pub use fake::{Call, FakeNetlink};
 pub use rtnl::Rtnetlink;
-pub use watch::LinkWatch;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -88,7 +88,16 @@ impl<N: Netlink> Addresses<N> {
     pub async fn apply(&mut self, desired: &Desired) {
         let before = self.record.clone();
         let mut seen = Vec::new();
-        let ports = internal_ports(desired);
+        let mut ports: Vec<&DesiredPort> = Vec::new();
+        for bridge in desired.bridges.values() {
+            // The bridge's own port is left as OVS makes it.
+            ports.extend(
+                bridge
+                    .ports
+                    .values()
+                    .filter(|p| p.name != bridge.name && is_internal(p)),
+            );
+        }
         // No internal port: nothing to read (the record may still have ports to forget).
         let devices = if ports.is_empty() {
             Default::default()
@@ -180,29 +189,6 @@ impl<N: Netlink> Addresses<N> {
     pub fn netlink(&self) -> &N {
         &self.netlink
     }
-}
-
-/// The internal ports whose devices this hook sets up and addresses. The bridge's own port is
-/// left as OVS makes it.
-fn internal_ports(desired: &Desired) -> Vec<&DesiredPort> {
-    desired
-        .bridges
-        .values()
-        .flat_map(|bridge| {
-            bridge
-                .ports
-                .values()
-                .filter(move |p| p.name != bridge.name && is_internal(p))
-        })
-        .collect()
-}
-
-/// The names of the devices [`Addresses::apply`] sets up (for a [`crate::netlink::LinkWatch`]).
-pub fn internal_port_names(desired: &Desired) -> std::collections::BTreeSet<String> {
-    internal_ports(desired)
-        .into_iter()
-        .map(|p| p.name.clone())
-        .collect()
 }
 
 fn is_internal(port: &DesiredPort) -> bool {

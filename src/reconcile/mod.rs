@@ -17,7 +17,7 @@ mod touched;
 mod txn;
 mod watch;
 
-pub use addresses::{internal_port_names, Addresses, NoHooks};
+pub use addresses::{Addresses, NoHooks};
 pub use apply::{reconcile_once, Applied};
 pub use keys::{MapEdit, KEYS_KEY};
 pub use model::{Desired, Observed, OWNER_KEY};
